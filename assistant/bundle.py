@@ -1,0 +1,209 @@
+"""The bundle: one directory that holds everything a model set needs.
+
+    <bundle>/manifest.json     what is here, how it was built, how to prompt the LLM
+    <bundle>/encoder/          a transformers speech encoder (save_pretrained + feature extractor)
+    <bundle>/llm/              a transformers causal LM + tokenizer
+    <bundle>/bridge/<kind>/    bridge checkpoints (bridge.json + bridge.safetensors), one per kind
+
+Each component path in the manifest is relative to the bundle (or absolute), so any of the
+three can be swapped by editing one line. Component identities (``id``) are fingerprints of
+the weights, computed once when the bundle is made; a bridge records the identities it was
+trained for and refuses to load against others.
+
+No torch here: the CLI reads manifests to list bundles without importing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ModelFilesError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "assistant-bundle"
+FORMAT_VERSION = 1
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One model directory of the bundle and its identity (``name@fingerprint``)."""
+
+    path: str
+    id: str
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How the LLM is prompted; see docs/ARCHITECTURE.md ("Prompt formats").
+
+    Speech prompt: ``[bos if speech_bos][instruction][speech embeddings][separator]`` then greedy
+    decoding of the transcript until ``transcript_end`` (default: the tokenizer's eos) or
+    ``ceil(duration_s * transcript_tokens_per_s) + 8`` new tokens.
+
+    Response: ``chat`` uses the tokenizer's chat template with the transcript as the user's
+    turn; ``plain`` renders ``plain_template`` (``{transcript}``) once per history turn, each
+    followed by its response and ``plain_turn_end``, then once for the current transcript.
+    """
+
+    instruction: str = ""
+    separator: str = "\n"
+    speech_bos: bool = True
+    transcript_end: str | None = None
+    transcript_tokens_per_s: float = 6.0
+    response: str = "plain"
+    plain_template: str = "User: {transcript}\nAssistant:"
+    plain_turn_end: str = "\n"
+    system_prompt: str | None = None
+    response_max_new_tokens: int = 64
+    history_turns: int = 3
+    draft_case: str = "as_is"
+
+    def __post_init__(self) -> None:
+        if self.response not in ("chat", "plain"):
+            raise ModelFilesError(f"manifest prompt.response is {self.response!r}; allowed: 'chat', 'plain'")
+        if self.draft_case not in ("as_is", "lower", "upper"):
+            raise ModelFilesError(
+                f"manifest prompt.draft_case is {self.draft_case!r}; allowed: 'as_is', 'lower', 'upper'"
+            )
+        if "{transcript}" not in self.plain_template:
+            raise ModelFilesError("manifest prompt.plain_template must contain '{transcript}'")
+        if self.transcript_tokens_per_s <= 0 or self.response_max_new_tokens < 1 or self.history_turns < 0:
+            raise ModelFilesError(
+                "manifest prompt: transcript_tokens_per_s must be > 0, response_max_new_tokens >= 1, "
+                "history_turns >= 0"
+            )
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    name: str
+    encoder: ComponentSpec
+    llm: ComponentSpec
+    prompt: PromptFormat = PromptFormat()
+    bridges: dict[str, str] = field(default_factory=dict)
+    default_bridge: str | None = None
+    description: str = ""
+    is_noise: bool = False
+    build: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A manifest and the directory it was read from, with paths resolved."""
+
+    root: Path
+    manifest: BundleManifest
+
+    @property
+    def encoder_dir(self) -> Path:
+        return _resolve(self.root, self.manifest.encoder.path)
+
+    @property
+    def llm_dir(self) -> Path:
+        return _resolve(self.root, self.manifest.llm.path)
+
+    def bridge_dir(self, kind: str | None = None) -> Path:
+        kind = kind or self.manifest.default_bridge
+        if not kind or kind not in self.manifest.bridges:
+            have = ", ".join(sorted(self.manifest.bridges)) or "none"
+            raise ModelFilesError(
+                f"bundle {self.root} has no trained {kind or 'default'} bridge (bridges: {have})",
+                fix="train one with personalized alignment, or use a bundle that ships one",
+            )
+        return _resolve(self.root, self.manifest.bridges[kind])
+
+
+def _resolve(root: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else root / p
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ModelFilesError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ModelFilesError(f"{where}: {exc}") from exc
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Read and check ``<path>/manifest.json``; component directories must exist."""
+    root = Path(path).expanduser().resolve()
+    mpath = root / MANIFEST_NAME
+    if not mpath.is_file():
+        raise ModelFilesError(
+            f"{root} is not a model bundle: {MANIFEST_NAME} is missing",
+            fix="build one with 'assistant models tiny DIR' or fetch one with 'assistant models pull PRESET'",
+        )
+    try:
+        data = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFilesError(f"{mpath} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelFilesError(f"{mpath} is not an {FORMAT} manifest (format={data.get('format')!r})")
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFilesError(
+            f"{mpath} has format_version {data['format_version']}; this assistant reads up to {FORMAT_VERSION}",
+            fix="upgrade the assistant",
+        )
+    data = dict(data)
+    try:
+        data["encoder"] = _from_dict(ComponentSpec, data["encoder"], f"{mpath} encoder")
+        data["llm"] = _from_dict(ComponentSpec, data["llm"], f"{mpath} llm")
+    except KeyError as exc:
+        raise ModelFilesError(f"{mpath}: missing key {exc}") from exc
+    data["prompt"] = _from_dict(PromptFormat, data.get("prompt", {}), f"{mpath} prompt")
+    manifest = _from_dict(BundleManifest, data, str(mpath))
+    bundle = Bundle(root=root, manifest=manifest)
+    for label, d in (("encoder", bundle.encoder_dir), ("llm", bundle.llm_dir)):
+        if not (d / "config.json").is_file():
+            raise ModelFilesError(
+                f"bundle {root}: {label} directory {d} has no config.json",
+                fix="re-create the bundle or fix the path in manifest.json",
+            )
+    return bundle
+
+
+def save_manifest(root: str | os.PathLike[str], manifest: BundleManifest) -> Path:
+    """Write the manifest atomically (temp file + rename) so a crash never leaves half a file."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, root / MANIFEST_NAME)
+    return root / MANIFEST_NAME
+
+
+def fingerprint(model_dir: str | os.PathLike[str], name: str) -> str:
+    """Identity of a model directory: ``name@`` + 16 hex digits of sha256 over config and weights.
+
+    Computed once when a bundle is made (it reads every weight byte) and stored in the manifest.
+    """
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    files = sorted(
+        p for p in model_dir.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
+    )
+    if not files:
+        raise ModelFilesError(f"{model_dir} holds no config.json or weight files")
+    for p in files:
+        h.update(str(p.relative_to(model_dir)).encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return f"{name}@{h.hexdigest()[:16]}"

@@ -1,0 +1,38 @@
+"""User-facing errors: each names the problem and, where there is one, the fix.
+
+The CLI prints ``str(error)`` on one line and exits non-zero; the API turns it into
+``{"error": ...}``. Anything else that escapes is a bug, not a user error.
+"""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """Base of every error a user can cause or fix (bad input, missing files, mismatches)."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, *, fix: str | None = None) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} ({fix})" if fix else problem)
+
+
+class AudioError(AssistantError):
+    """The audio cannot be used: not audio, truncated, empty, too long, non-finite samples."""
+
+
+class ModelFilesError(AssistantError):
+    """A model directory or bundle is missing, incomplete or unreadable."""
+
+
+class BridgeMismatchError(AssistantError):
+    """A bridge checkpoint does not fit the loaded encoder/LLM (dims or identities differ)."""
+
+
+class NetworkError(AssistantError):
+    """A download was asked for and the model hub cannot be reached."""
+
+
+class ConfigError(AssistantError):
+    """A configuration value is missing or invalid; the message names the key."""
