@@ -155,7 +155,8 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFilesError(f"{mpath} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ModelFilesError(f"{mpath} is not an {FORMAT} manifest (format={data.get('format')!r})")
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ModelFilesError(f"{mpath} is not an {FORMAT} manifest (found {found!r})")
     if data.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFilesError(
             f"{mpath} has format_version {data['format_version']}; this assistant reads up to {FORMAT_VERSION}",

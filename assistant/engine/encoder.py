@@ -1,0 +1,152 @@
+"""Frozen speech encoder: any transformers speech model (HuBERT, wav2vec2, w2v-BERT...) from a local dir.
+
+It returns per-utterance frame features (the last hidden state, ~50 Hz) and, when the model has a CTC
+head, per-frame CTC logits plus the vocabulary to read them (blank = ``config.pad_token_id``, the
+transformers CTC convention).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from assistant.errors import ModelFilesError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE_HZ = 16000
+
+
+@dataclass(frozen=True)
+class EncoderOutput:
+    """One utterance's encoder output, unpadded."""
+
+    features: torch.Tensor  # (frames, encoder_dim), on the encoder's device
+    ctc_logits: torch.Tensor | None  # (frames, ctc_vocab) or None without a CTC head
+    frame_rate_hz: float
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.features.shape[0])
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def half_ok(device: torch.device) -> bool:
+    """fp16 only where the device computes it natively (CUDA: Jetson Orin, desktop GPUs)."""
+    return device.type == "cuda"
+
+
+class SpeechEncoder:
+    def __init__(self, model: torch.nn.Module, feature_extractor, ctc_tokenizer, *, identity: str,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.model = model
+        self.feature_extractor = feature_extractor
+        self.ctc_tokenizer = ctc_tokenizer
+        self.identity = identity
+        self.device = device
+        self.dtype = dtype
+        self._base = getattr(model, model.base_model_prefix, model)
+        self._head = getattr(model, "lm_head", None)
+        self.dim = int(model.config.hidden_size)
+        self.blank_id: int | None = model.config.pad_token_id if self._head is not None else None
+        self.frame_rate_hz = self._measure_frame_rate()
+
+    @property
+    def has_ctc(self) -> bool:
+        return self._head is not None and self.blank_id is not None
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, identity: str, device: str | torch.device = "auto") -> "SpeechEncoder":
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCTC, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        dev = pick_device(device) if isinstance(device, str) else device
+        try:
+            config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+            is_ctc = any(a.endswith("ForCTC") for a in (config.architectures or []))
+            auto = AutoModelForCTC if is_ctc else AutoModel
+            model = auto.from_pretrained(model_dir, local_files_only=True)
+            fe = AutoFeatureExtractor.from_pretrained(model_dir, local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFilesError(
+                f"cannot load the speech encoder from {model_dir}: {exc}",
+                fix="check the directory holds config.json, the weights and preprocessor_config.json",
+            ) from exc
+        tok = None
+        if is_ctc:
+            try:
+                tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("encoder %s has a CTC head but no readable CTC vocabulary (%s): no CTC text", model_dir, exc)
+        dtype = torch.float16 if half_ok(dev) else torch.float32
+        model = model.to(device=dev, dtype=dtype).eval().requires_grad_(False)
+        return cls(model, fe, tok, identity=identity, device=dev, dtype=dtype)
+
+    def _prepare(self, waves: Sequence[np.ndarray]) -> tuple[dict, torch.Tensor]:
+        inputs = self.feature_extractor(
+            [np.asarray(w, dtype=np.float32) for w in waves],
+            sampling_rate=SAMPLE_RATE_HZ,
+            return_tensors="pt",
+            padding=True,
+        )
+        main = "input_values" if "input_values" in inputs else "input_features"
+        mask = inputs.get("attention_mask")
+        if mask is not None:
+            in_lengths = mask.sum(-1)
+        else:  # models that take no mask (group-norm HuBERT/wav2vec2): raw lengths
+            in_lengths = torch.tensor([len(w) for w in waves])
+        batch = {main: inputs[main].to(self.device, self.dtype)}
+        if mask is not None:
+            batch["attention_mask"] = mask.to(self.device)
+        return batch, in_lengths
+
+    def _out_lengths(self, in_lengths: torch.Tensor) -> torch.Tensor:
+        fn = getattr(self._base, "_get_feat_extract_output_lengths", None)
+        return fn(in_lengths).long() if fn is not None else in_lengths.long()
+
+    def _measure_frame_rate(self) -> float:
+        # From the feature extractor and the model's length formula: no forward pass needed.
+        seconds = 4.0
+        _, in_len = self._prepare([np.zeros(int(seconds * SAMPLE_RATE_HZ), dtype=np.float32)])
+        return float(self._out_lengths(in_len)[0]) / seconds
+
+    @torch.inference_mode()
+    def encode(self, waves: Sequence[np.ndarray]) -> list[EncoderOutput]:
+        """Encode a batch of 16 kHz mono float32 waveforms; one output per input, unpadded."""
+        if not waves:
+            return []
+        batch, in_lengths = self._prepare(waves)
+        hidden = self._base(**batch).last_hidden_state
+        logits = self._head(hidden) if self.has_ctc else None
+        lengths = self._out_lengths(in_lengths).clamp(max=hidden.shape[1]).tolist()
+        return [
+            EncoderOutput(
+                features=hidden[i, :n].float(),
+                ctc_logits=None if logits is None else logits[i, :n].float(),
+                frame_rate_hz=self.frame_rate_hz,
+            )
+            for i, n in enumerate(lengths)
+        ]
+
+    def ctc_text(self, logits: torch.Tensor) -> str:
+        """Greedy CTC reading: argmax per frame, merge repeats, drop blanks, map to text."""
+        if self.ctc_tokenizer is None or self.blank_id is None:
+            return ""
+        ids = torch.unique_consecutive(logits.argmax(-1)).tolist()
+        ids = [i for i in ids if i != self.blank_id]
+        tok = self.ctc_tokenizer
+        pieces = tok.convert_ids_to_tokens(ids)
+        special = set(getattr(tok, "all_special_tokens", []))
+        delim = getattr(tok, "word_delimiter_token", None) or "|"
+        text = "".join(" " if p == delim else p for p in pieces if p not in special)
+        return " ".join(text.split())

@@ -1,0 +1,171 @@
+"""The engine: 16 kHz speech -> frozen encoder -> bridge -> frozen LLM -> transcript, then response.
+
+One Engine is owned by one inference thread. The bridge is one reference (``self.bridge``) that a turn
+reads once at its start, so ``swap_bridge`` between turns is a hot-swap: a turn in flight finishes on
+the version it started with, and the Turn says which version that was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from assistant.bundle import Bundle, load_bundle
+from assistant.engine.bridge import run_bridge
+from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_config
+from assistant.engine.decode import DecodeResult, decode
+from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
+from assistant.engine.llm import CausalLM
+from assistant.errors import BridgeMismatchError, ModelFilesError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Wall time of each stage of one turn, in seconds."""
+
+    encoder_s: float = 0.0
+    bridge_s: float = 0.0
+    transcript_s: float = 0.0
+    response_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.encoder_s + self.bridge_s + self.transcript_s + self.response_s
+
+
+@dataclass(frozen=True)
+class Turn:
+    transcript: str
+    response: str | None
+    timings: StageTimings
+    bridge_version: str
+    audio_duration_s: float
+    transcript_passes: int = 0  # LLM forward passes spent on the transcript (prefill included)
+    draft_tokens: int = 0  # CTC draft length in LLM tokens (0: no speculative decoding)
+    draft_accepted: int = 0
+    encoded: EncoderOutput | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("encoded")
+        d["timings"]["total_s"] = self.timings.total_s
+        return d
+
+
+class Engine:
+    def __init__(self, encoder: SpeechEncoder, bridge: LoadedBridge, llm: CausalLM, *,
+                 speculative: bool = True, bundle: Bundle | None = None) -> None:
+        self.encoder = encoder
+        self.llm = llm
+        self.bridge = bridge
+        self.speculative = speculative and encoder.has_ctc and encoder.ctc_tokenizer is not None
+        self.bundle = bundle
+        self.history: deque[tuple[str, str]] = deque(maxlen=llm.prompt.history_turns)
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, *, bridge_kind: str | None = None, device: str = "auto",
+                    speculative: bool = True) -> "Engine":
+        bundle = load_bundle(path)
+        m = bundle.manifest
+        dev = pick_device(device)
+        encoder = SpeechEncoder.load(bundle.encoder_dir, identity=m.encoder.id, device=dev)
+        llm = CausalLM.load(bundle.llm_dir, m.prompt, identity=m.llm.id, device=dev)
+        kind = bridge_kind or m.default_bridge
+        if kind == "ctc" and not encoder.has_ctc:
+            if "conv" not in m.bridges:
+                raise BridgeMismatchError(
+                    f"the ctc bridge needs an encoder with a CTC head; {m.encoder.id} has none",
+                    fix="use a bundle with a conv bridge or an encoder with a CTC head")
+            log.error("encoder %s has no CTC head: the ctc bridge cannot run, falling back to the conv bridge",
+                      m.encoder.id)
+            kind = "conv"
+        bridge = cls.load_bridge_for(bundle.bridge_dir(kind), encoder, llm)
+        if m.is_noise:
+            log.warning("bundle %s has random weights: its transcripts and responses are noise", bundle.root)
+        return cls(encoder, bridge, llm, speculative=speculative, bundle=bundle)
+
+    @staticmethod
+    def load_bridge_for(directory: str | Path, encoder: SpeechEncoder, llm: CausalLM) -> LoadedBridge:
+        return load_bridge(directory, encoder_id=encoder.identity, llm_id=llm.identity, encoder_dim=encoder.dim,
+                           llm_dim=llm.dim, ctc_blank_id=encoder.blank_id if encoder.has_ctc else None,
+                           device=llm.device)
+
+    # --- hot-swap -----------------------------------------------------------------------------------
+    def swap_bridge(self, new: LoadedBridge) -> LoadedBridge:
+        """Make ``new`` the bridge of the next turn; returns the previous one (kept for rollback)."""
+        if new.config.encoder_dim != self.encoder.dim or new.config.llm_dim != self.llm.dim:
+            raise BridgeMismatchError(f"bridge {new.version} has dims {new.config.encoder_dim}->"
+                                      f"{new.config.llm_dim}, engine needs {self.encoder.dim}->{self.llm.dim}")
+        if new.kind == "ctc" and not self.encoder.has_ctc:
+            raise BridgeMismatchError(f"bridge {new.version} is a ctc bridge but the encoder has no CTC head")
+        old, self.bridge = self.bridge, new
+        return old
+
+    # --- stages -------------------------------------------------------------------------------------
+    def encode(self, waves: list[np.ndarray]) -> list[EncoderOutput]:
+        return self.encoder.encode(waves)
+
+    @torch.inference_mode()
+    def transcribe_encoded(self, enc: EncoderOutput, duration_s: float, *, bridge: LoadedBridge | None = None,
+                           speculative: bool | None = None) -> tuple[str, DecodeResult, float, float]:
+        """Transcript from one encoder output: (text, decode result, bridge_s, transcript_s)."""
+        bridge = bridge or self.bridge
+        t0 = time.perf_counter()
+        speech = run_bridge(bridge.module, [enc.features], [enc.ctc_logits])[0]
+        t1 = time.perf_counter()
+        prefix = self.llm.speech_prefix(speech)
+        use_draft = self.speculative if speculative is None else (speculative and self.encoder.has_ctc)
+        variants: list[list[int]] = []
+        if use_draft and enc.ctc_logits is not None:
+            variants = self.llm.draft_variants(self.encoder.ctc_text(enc.ctc_logits))
+        result = decode(self.llm.model, prefix, max_new_tokens=self.llm.transcript_budget(duration_s),
+                        stop_ids=self.llm.transcript_stop_ids, draft_variants=variants)
+        text = self.llm.decode_text(result.token_ids)
+        return text, result, t1 - t0, time.perf_counter() - t1
+
+    @torch.inference_mode()
+    def respond_text(self, transcript: str) -> tuple[str, float]:
+        t0 = time.perf_counter()
+        ids = self.llm.response_ids(transcript, list(self.history))
+        result = decode(self.llm.model, self.llm.embed_ids(ids), max_new_tokens=self.llm.prompt.response_max_new_tokens,
+                        stop_ids=self.llm.response_stop_ids)
+        reply = self.llm.decode_text(result.token_ids)
+        if self.history.maxlen:
+            self.history.append((transcript, reply))
+        return reply, time.perf_counter() - t0
+
+    def run(self, wave: np.ndarray, *, respond: bool = True) -> Turn:
+        """One utterance (16 kHz mono float32) -> Turn. The bridge is read once, here."""
+        bridge = self.bridge
+        duration_s = len(wave) / 16000.0
+        t0 = time.perf_counter()
+        enc = self.encode([wave])[0]
+        encoder_s = time.perf_counter() - t0
+        text, result, bridge_s, transcript_s = self.transcribe_encoded(enc, duration_s, bridge=bridge)
+        reply, response_s = self.respond_text(text) if respond else (None, 0.0)
+        return Turn(transcript=text, response=reply, bridge_version=bridge.version, audio_duration_s=duration_s,
+                    timings=StageTimings(encoder_s, bridge_s, transcript_s, response_s),
+                    transcript_passes=result.passes, draft_tokens=result.draft_tokens,
+                    draft_accepted=result.accepted_tokens, encoded=enc)
+
+    def reset_history(self) -> None:
+        self.history.clear()
+
+
+def bridge_kinds_available(bundle: Bundle) -> dict[str, str]:
+    """kind -> version of each bridge checkpoint in a bundle (for listings)."""
+    out = {}
+    for kind in bundle.manifest.bridges:
+        try:
+            out[kind] = read_bridge_config(bundle.bridge_dir(kind)).version
+        except ModelFilesError as exc:
+            out[kind] = f"unreadable ({exc.problem})"
+    return out

@@ -1,0 +1,134 @@
+"""Frozen causal LLM + tokenizer from a local directory, and the prompts built around the speech.
+
+Speech prompt (transcript): ``[bos][instruction][speech embeddings][separator]`` -> greedy transcript.
+Response: the transcript as the user's turn, through the tokenizer's chat template (``chat``) or the
+manifest's documented plain template (``plain``), with a short history of earlier turns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from assistant.bundle import PromptFormat
+from assistant.engine.encoder import half_ok, pick_device
+from assistant.errors import ModelFilesError
+
+
+class CausalLM:
+    def __init__(self, model, tokenizer, prompt: PromptFormat, *, identity: str, device: torch.device) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.identity = identity
+        self.device = device
+        self.dim = int(model.config.hidden_size)
+        self.dtype = model.get_input_embeddings().weight.dtype
+        self._embed = model.get_input_embeddings()
+        self.stop_ids = self._stop_ids()
+        self.transcript_stop_ids = set(self.stop_ids)
+        if prompt.transcript_end:
+            self.transcript_stop_ids |= set(self._single_token(prompt.transcript_end, "prompt.transcript_end"))
+        self.response_stop_ids = set(self.stop_ids)
+        if prompt.response == "plain" and prompt.plain_turn_end.strip(" "):
+            ids = self.tokenizer(prompt.plain_turn_end, add_special_tokens=False).input_ids
+            if len(ids) == 1:  # a one-token turn end (e.g. a newline) ends the reply too
+                self.response_stop_ids.add(ids[0])
+        self._instruction_ids = self._ids(prompt.instruction)
+        self._separator_ids = self._ids(prompt.separator)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, prompt: PromptFormat, *, identity: str,
+             device: str | torch.device = "auto") -> "CausalLM":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        dev = pick_device(device) if isinstance(device, str) else device
+        dtype = torch.float16 if half_ok(dev) else torch.float32
+        try:
+            tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFilesError(
+                f"cannot load the LLM from {model_dir}: {exc}",
+                fix="check the directory holds config.json, the weights and the tokenizer files",
+            ) from exc
+        if prompt.response == "chat" and not getattr(tok, "chat_template", None):
+            raise ModelFilesError(f"the LLM in {model_dir} has no chat template but the manifest asks for "
+                                  "prompt.response = 'chat'", fix="set prompt.response to 'plain'")
+        model = model.to(dev).eval().requires_grad_(False)
+        return cls(model, tok, prompt, identity=identity, device=dev)
+
+    def _single_token(self, text: str, key: str) -> list[int]:
+        tid = self.tokenizer.convert_tokens_to_ids(text)
+        if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+            return [tid]
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise ModelFilesError(f"manifest {key} {text!r} is not one token of this tokenizer")
+        return ids
+
+    def _stop_ids(self) -> set[int]:
+        ids = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen = getattr(self.model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, (list, tuple)):
+            ids.update(int(e) for e in eos)
+        return ids
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+    def embed_ids(self, ids: Sequence[int]) -> torch.Tensor:
+        return self._embed(torch.tensor([list(ids)], device=self.device, dtype=torch.long))
+
+    def speech_prefix(self, speech: torch.Tensor) -> torch.Tensor:
+        """(positions, hidden) bridge output -> (1, P, hidden) prompt embeddings."""
+        head = list(self._instruction_ids)
+        if self.prompt.speech_bos and self.tokenizer.bos_token_id is not None:
+            head = [self.tokenizer.bos_token_id, *head]
+        parts = []
+        if head:
+            parts.append(self.embed_ids(head)[0])
+        parts.append(speech.to(self.dtype))
+        if self._separator_ids:
+            parts.append(self.embed_ids(self._separator_ids)[0])
+        return torch.cat(parts, 0).unsqueeze(0)
+
+    def transcript_budget(self, duration_s: float) -> int:
+        return int(duration_s * self.prompt.transcript_tokens_per_s + 0.999) + 8
+
+    def draft_variants(self, text: str) -> list[list[int]]:
+        """Tokenizations of a CTC draft, without and with a leading space (BPE vocabularies mark word
+        starts with the space); decoding keeps the one that starts with the LLM's first token."""
+        if self.prompt.draft_case == "lower":
+            text = text.lower()
+        elif self.prompt.draft_case == "upper":
+            text = text.upper()
+        if not text:
+            return []
+        return [self._ids(text), self._ids(" " + text)]
+
+    def response_ids(self, transcript: str, history: Sequence[tuple[str, str]]) -> list[int]:
+        p = self.prompt
+        if p.response == "chat":
+            messages = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+            for user, reply in history:
+                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+            messages.append({"role": "user", "content": transcript})
+            out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            if isinstance(out, dict) or hasattr(out, "input_ids"):  # BatchEncoding in newer transformers
+                out = out["input_ids"]
+            return list(out)
+        text = "".join(p.plain_template.format(transcript=u) + " " + r + p.plain_turn_end for u, r in history)
+        text += p.plain_template.format(transcript=transcript)
+        return self.tokenizer(text, add_special_tokens=True).input_ids
+
+    def decode_text(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
