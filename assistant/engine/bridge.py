@@ -43,6 +43,11 @@ def ctc_compress(features: torch.Tensor, logits: torch.Tensor, blank_id: int) ->
     return sums / counts
 
 
+def _valid(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """(batch,) lengths -> (batch, frames, 1) mask of real frames."""
+    return (torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+
+
 def _pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([s.shape[0] for s in seqs], device=seqs[0].device)
     return nn.utils.rnn.pad_sequence(seqs, batch_first=True), lengths
@@ -67,11 +72,13 @@ class ConvBridge(nn.Module):
         if features.shape[1] < MIN_FRAMES:
             features = nn.functional.pad(features, (0, 0, 0, MIN_FRAMES - features.shape[1]))
             lengths = lengths.clamp(min=MIN_FRAMES)
-        frame_idx = torch.arange(features.shape[1], device=features.device)
-        valid = (frame_idx[None, :] < lengths[:, None]).unsqueeze(-1)
-        x = self.norm(features) * valid  # padding must not leak into real positions
-        x = self.act(self.conv1(x.transpose(1, 2)))
-        x = self.act(self.conv2(x)).transpose(1, 2)
+        # Zero everything past each utterance's end, after each layer, so a padded batch gives exactly
+        # what each utterance alone gives (the convolutions' own zero padding).
+        x = self.norm(features) * _valid(lengths, features.shape[1])
+        x = self.act(self.conv1(x.transpose(1, 2))).transpose(1, 2)
+        half = torch.div(lengths, 2, rounding_mode="floor")
+        x = x * _valid(half, x.shape[1])
+        x = self.act(self.conv2(x.transpose(1, 2))).transpose(1, 2)
         return self.proj(x), self.out_lengths(lengths)
 
 

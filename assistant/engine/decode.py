@@ -60,7 +60,8 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    logits = model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True).logits
+    # Only the last position's logits are needed after the prefill (a 150k vocabulary makes the rest costly).
+    logits = model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
     passes = 1
     nxt = int(logits[0, -1].argmax())
     out: list[int] = []

@@ -1,0 +1,177 @@
+"""Bridge shapes and lengths (both kinds), CTC compression on hand-made logits, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from assistant.engine.bridge import ConvBridge, CtcBridge, ctc_compress, run_bridge
+from assistant.engine.checkpoint import load_bridge, new_bridge, read_bridge_config, save_bridge
+from assistant.errors import BridgeMismatchError, ModelFilesError
+
+BLANK = 0
+
+
+def logits_for(labels: list[int], vocab: int = 6) -> torch.Tensor:
+    """One-hot-ish logits whose argmax per frame is ``labels``."""
+    out = torch.full((len(labels), vocab), -5.0)
+    out[torch.arange(len(labels)), torch.tensor(labels)] = 5.0
+    return out
+
+
+def test_ctc_compress_drops_blanks_and_merges_runs():
+    labels = [0, 1, 1, 0, 1, 2, 2, 0, 0, 3]
+    feats = torch.arange(len(labels), dtype=torch.float32).unsqueeze(1).repeat(1, 3)
+    seg = ctc_compress(feats, logits_for(labels), BLANK)
+    # runs: frames 1-2 (label 1), frame 4 (label 1 again: a blank separates it), 5-6 (2), 9 (3)
+    assert seg.shape == (4, 3)
+    assert seg[:, 0].tolist() == [1.5, 4.0, 5.5, 9.0]
+
+
+def test_ctc_compress_without_blanks_merges_adjacent_repeats_only():
+    feats = torch.tensor([[1.0], [3.0], [5.0], [7.0]])
+    seg = ctc_compress(feats, logits_for([2, 2, 4, 2]), BLANK)
+    assert seg[:, 0].tolist() == [2.0, 5.0, 7.0]
+
+
+def test_ctc_compress_all_blank_gives_one_mean_segment():
+    feats = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    seg = ctc_compress(feats, logits_for([0, 0]), BLANK)
+    assert seg.tolist() == [[2.0, 3.0]]
+
+
+def test_ctc_compress_rejects_length_mismatch():
+    with pytest.raises(ValueError, match="frames"):
+        ctc_compress(torch.zeros(3, 2), torch.zeros(4, 6), BLANK)
+
+
+@pytest.mark.parametrize("frames", [4, 5, 7, 8, 50, 101, 250])
+def test_conv_bridge_downsamples_4x(frames):
+    torch.manual_seed(0)
+    bridge = ConvBridge(encoder_dim=16, llm_dim=24, hidden_dim=8).eval()
+    out, lengths = bridge(torch.randn(1, frames, 16), torch.tensor([frames]))
+    assert out.shape == (1, frames // 4, 24)
+    assert lengths.tolist() == [frames // 4]
+
+
+def test_conv_bridge_short_input_still_gives_one_position():
+    bridge = ConvBridge(encoder_dim=4, llm_dim=6, hidden_dim=8).eval()
+    out, lengths = bridge(torch.randn(1, 2, 4), torch.tensor([2]))
+    assert out.shape[1] >= 1 and lengths.tolist() == [1]
+
+
+def test_conv_bridge_padded_batch_equals_one_by_one():
+    torch.manual_seed(0)
+    bridge = ConvBridge(encoder_dim=16, llm_dim=24, hidden_dim=8).eval()
+    feats = [torch.randn(n, 16) for n in (37, 52, 8, 90)]
+    batched = run_bridge(bridge, feats)
+    for f, b in zip(feats, batched):
+        alone, _ = bridge(f.unsqueeze(0), torch.tensor([f.shape[0]]))
+        assert b.shape == (f.shape[0] // 4, 24)
+        torch.testing.assert_close(b, alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_ctc_bridge_one_position_per_segment_and_batching():
+    torch.manual_seed(0)
+    bridge = CtcBridge(encoder_dim=8, llm_dim=12, hidden_dim=0, blank_id=BLANK).eval()
+    labels_a = [0, 1, 1, 0, 2, 0, 3, 3]  # 3 segments
+    labels_b = [4, 0, 0, 5, 5, 1]  # 3 segments
+    labels_c = [0, 0, 0]  # all blank -> 1
+    feats = [torch.randn(len(x), 8) for x in (labels_a, labels_b, labels_c)]
+    outs = run_bridge(bridge, feats, [logits_for(x) for x in (labels_a, labels_b, labels_c)])
+    assert [o.shape for o in outs] == [(3, 12), (3, 12), (1, 12)]
+    alone = bridge.forward_segments(ctc_compress(feats[0], logits_for(labels_a), BLANK))
+    torch.testing.assert_close(outs[0], alone)
+
+
+def test_ctc_bridge_needs_logits():
+    bridge = CtcBridge(encoder_dim=8, llm_dim=12, hidden_dim=0, blank_id=BLANK)
+    with pytest.raises(ValueError, match="CTC logits"):
+        run_bridge(bridge, [torch.randn(5, 8)])
+
+
+def _ids(**kw):
+    base = dict(encoder_id="enc@1", llm_id="llm@1", encoder_dim=16, llm_dim=24, ctc_blank_id=BLANK)
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize("kind", ["conv", "ctc"])
+def test_checkpoint_round_trip(tmp_path, kind):
+    b = new_bridge(kind, encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", hidden_dim=8,
+                   ctc_blank_id=BLANK, version="v0001", seed=3)
+    cfg = save_bridge(b, tmp_path / kind, parent_version="base", metrics={"wer": 0.25})
+    data = json.loads((tmp_path / kind / "bridge.json").read_text())
+    assert data["kind"] == kind and data["version"] == "v0001" and data["parent_version"] == "base"
+    assert data["metrics"] == {"wer": 0.25} and data["sha256"] == cfg.sha256 and data["created_at"]
+    loaded = load_bridge(tmp_path / kind, **_ids())
+    feats = [torch.randn(40, 16)]
+    logits = [logits_for([0, 1, 1, 2] * 10)]
+    torch.testing.assert_close(run_bridge(loaded.module, feats, logits), run_bridge(b.module, feats, logits))
+    assert read_bridge_config(tmp_path / kind) == loaded.config
+
+
+def test_checkpoint_refuses_other_models_naming_both(tmp_path):
+    b = new_bridge("conv", encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", hidden_dim=8)
+    save_bridge(b, tmp_path)
+    with pytest.raises(BridgeMismatchError) as err:
+        load_bridge(tmp_path, **_ids(encoder_id="enc@2"))
+    assert "enc@1" in str(err.value) and "enc@2" in str(err.value)
+    with pytest.raises(BridgeMismatchError, match="llm@1.*llm@9"):
+        load_bridge(tmp_path, **_ids(llm_id="llm@9"))
+    with pytest.raises(BridgeMismatchError, match="LLM dim: bridge 24, loaded LLM 896"):
+        load_bridge(tmp_path, **_ids(llm_dim=896))
+    with pytest.raises(BridgeMismatchError, match="encoder dim: bridge 16, loaded encoder 768"):
+        load_bridge(tmp_path, **_ids(encoder_dim=768))
+
+
+def test_ctc_checkpoint_refused_without_ctc_head(tmp_path):
+    b = new_bridge("ctc", encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", ctc_blank_id=BLANK)
+    save_bridge(b, tmp_path)
+    with pytest.raises(BridgeMismatchError, match="no CTC head.*conv bridge"):
+        load_bridge(tmp_path, **_ids(ctc_blank_id=None))
+
+
+def test_corrupt_or_incomplete_checkpoints_are_refused(tmp_path):
+    b = new_bridge("conv", encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", hidden_dim=8)
+    save_bridge(b, tmp_path)
+    w = tmp_path / "bridge.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[-1] ^= 0xFF
+    w.write_bytes(bytes(raw))
+    with pytest.raises(ModelFilesError, match="corrupt"):
+        load_bridge(tmp_path, **_ids())
+    w.unlink()
+    with pytest.raises(ModelFilesError, match="no bridge.safetensors"):
+        load_bridge(tmp_path, **_ids())
+    (tmp_path / "bridge.json").write_text("{not json")
+    with pytest.raises(ModelFilesError, match="unreadable"):
+        load_bridge(tmp_path, **_ids())
+    (tmp_path / "bridge.json").unlink()
+    with pytest.raises(ModelFilesError, match="no bridge.json"):
+        load_bridge(tmp_path, **_ids())
+
+
+def test_checkpoint_with_wrong_tensor_shapes_is_refused(tmp_path):
+    b = new_bridge("conv", encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", hidden_dim=8)
+    save_bridge(b, tmp_path)
+    other = new_bridge("conv", encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", hidden_dim=12)
+    save_bridge(other, tmp_path / "other")
+    cfg = json.loads((tmp_path / "bridge.json").read_text())
+    cfg["sha256"] = json.loads((tmp_path / "other" / "bridge.json").read_text())["sha256"]
+    (tmp_path / "bridge.json").write_text(json.dumps(cfg))
+    (tmp_path / "bridge.safetensors").write_bytes((tmp_path / "other" / "bridge.safetensors").read_bytes())
+    with pytest.raises(ModelFilesError, match="do not match"):
+        load_bridge(tmp_path, **_ids())
+
+
+def test_unknown_kind_is_refused(tmp_path):
+    b = new_bridge("conv", encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", hidden_dim=8)
+    save_bridge(b, tmp_path)
+    cfg = json.loads((tmp_path / "bridge.json").read_text())
+    cfg["kind"] = "qformer"
+    (tmp_path / "bridge.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelFilesError, match="qformer"):
+        load_bridge(tmp_path, **_ids())
