@@ -138,6 +138,16 @@ class SpeechEncoder:
             for i, n in enumerate(lengths)
         ]
 
+    def encode_many(self, waves: Sequence[np.ndarray], batch: int = 16) -> list[EncoderOutput]:
+        """Encode many utterances in length-sorted batches (little padding); results in input order."""
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        out: list[EncoderOutput | None] = [None] * len(waves)
+        for s in range(0, len(order), batch):
+            idx = order[s : s + batch]
+            for i, enc in zip(idx, self.encode([waves[i] for i in idx])):
+                out[i] = enc
+        return out  # type: ignore[return-value]
+
     def ctc_text(self, logits: torch.Tensor) -> str:
         """Greedy CTC reading: argmax per frame, merge repeats, drop blanks, map to text."""
         if self.ctc_tokenizer is None or self.blank_id is None:

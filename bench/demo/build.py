@@ -1,0 +1,150 @@
+"""Build the demo bundle from scratch: synthetic speech -> encoder, LLM, bridges -> assistant/demo/.
+
+    python -m bench.demo.build [--out assistant/demo] [--seed 0] [--quick]
+
+Seeded and reproducible on a 2-core CPU machine (stages run one after another: two trainings at
+once slow each other ~4x). Progress goes to stderr; the manifest records the recipe, the corpus
+sizes, the time of each stage and the WER on every test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from bench.demo import assemble, bridge_train, encoder_train, lm_train  # noqa: E402
+from bench.demo import corpora  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+
+    def run(self, name: str, fn, *a, **kw):
+        log(f"{name} ...")
+        t0 = time.perf_counter()
+        out = fn(*a, **kw)
+        self.stages[name] = round(time.perf_counter() - t0, 1)
+        log(f"{name} done in {self.stages[name]:.0f} s")
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Build the demo bundle from synthetic speech.")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "assistant" / "demo"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="tiny corpus and few steps: checks the pipeline only")
+    ap.add_argument("--work", default=None, help="corpus work dir (default: ~/.cache/assistant/demo-build)")
+    args = ap.parse_args(argv)
+    torch.manual_seed(args.seed)
+    timer = Timer()
+    out = Path(args.out).resolve()
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+
+    enc_r, lm_r, br_r = encoder_train.EncoderRecipe(seed=args.seed), lm_train.LMRecipe(seed=args.seed), \
+        bridge_train.BridgeRecipe(seed=args.seed)
+    sizes = corpora.QUICK if args.quick else corpora.FULL
+    if args.quick:
+        enc_r, lm_r, br_r = replace(enc_r, steps=60), replace(lm_r, steps=40), replace(br_r, steps=20)
+
+    sets = timer.run("corpus", corpora.build, sizes, seed=args.seed, work=args.work)
+    train_rows, dev_rows = sets.pop("train"), sets.pop("dev")
+    train_waves = timer.run("load audio", assemble.load_waves, train_rows)
+    dev_waves = assemble.load_waves(dev_rows)
+
+    fe = encoder_train.feature_extractor()
+    feats = timer.run("log-mel features", encoder_train.fbank, fe, train_waves)
+    dev_feats = encoder_train.fbank(fe, dev_waves)
+    texts = [r["text"] for r in train_rows]
+    model, vocab, dev_cer = timer.run("train encoder", encoder_train.train, enc_r, feats, texts, dev_feats,
+                                      [r["text"] for r in dev_rows])
+    log(f"encoder dev CER (greedy CTC) {dev_cer:.3f}")
+    encoder_train.save(model, vocab, tmp / "encoder")
+    del feats
+
+    from assistant.modelgen import char_tokenizer
+
+    tok = char_tokenizer()
+    pairs = corpora.lm_pairs(train_rows, seed=args.seed)
+    lm = timer.run("train LLM", lm_train.train, lm_r, tok, pairs)
+    lm.save_pretrained(tmp / "llm")
+    tok.save_pretrained(tmp / "llm")
+
+    from assistant.engine.checkpoint import new_bridge, save_bridge
+    from assistant.engine.encoder import SpeechEncoder
+    from assistant.engine.engine import Engine
+    from assistant.engine.llm import CausalLM
+
+    enc_id, llm_id = assemble.ids(tmp)
+    encoder = SpeechEncoder.load(tmp / "encoder", identity=enc_id, device="cpu")
+    llm = CausalLM.load(tmp / "llm", assemble.DEMO_PROMPT, identity=llm_id, device="cpu")
+    encoded = timer.run("encode training set", encoder.encode_many, train_waves)
+    trained = {}
+    for kind, hidden in (("conv", 384), ("ctc", 384)):
+        b = new_bridge(kind, encoder_dim=encoder.dim, llm_dim=llm.dim, encoder_id=enc_id, llm_id=llm_id,
+                       hidden_dim=hidden, ctc_blank_id=encoder.blank_id, version="base", seed=args.seed)
+        timer.run(f"train {kind} bridge", bridge_train.train, br_r, b, llm, [e.features for e in encoded],
+                  [e.ctc_logits for e in encoded], texts)
+        save_bridge(b, tmp / "bridge" / kind, metrics={}, training={"recipe": asdict(br_r), "n": len(texts)})
+        trained[kind] = b
+    del encoded
+
+    metrics: dict = {"encoder_dev_cer": round(dev_cer, 4)}
+    dev_wer = {}
+    for kind, b in trained.items():
+        engine = Engine(encoder, b, llm, speculative=True)
+        res = timer.run(f"evaluate {kind} on dev", assemble.evaluate, engine, dev_rows, dev_waves)
+        dev_wer[kind] = res["wer"]
+    default = min(dev_wer, key=dev_wer.get)
+    metrics["dev_wer"] = dev_wer
+    engine = Engine(encoder, trained[default], llm, speculative=True)
+    for name, rows in sets.items():
+        if name == "regression":
+            continue
+        res = timer.run(f"evaluate on {name}", assemble.evaluate, engine, rows)
+        res.pop("hyps")
+        metrics[name] = res
+        log(f"{name}: WER {res['wer']:.3f} {res['wer_ci95']} CER {res['cer']:.3f} (n={res['n']})")
+    if "regression" in sets:
+        rows = sets["regression"]
+        timer.run("regression set", assemble.save_regression, tmp, engine, rows, assemble.load_waves(rows))
+
+    build = {"command": "python -m bench.demo.build" + (" --quick" if args.quick else ""), "seed": args.seed,
+             "recipes": {"encoder": asdict(enc_r), "llm": asdict(lm_r), "bridge": asdict(br_r)},
+             "corpus": {k: len(v) for k, v in {"train": train_rows, "dev": dev_rows, **sets}.items()},
+             "stage_seconds": timer.stages, "total_seconds": round(sum(timer.stages.values()), 1),
+             "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for kind, b in trained.items():
+        save_bridge(b, tmp / "bridge" / kind, metrics={"dev_wer": dev_wer[kind]},
+                    training={"recipe": asdict(br_r), "n": len(texts)}, created_at=build["built_at"])
+    assemble.write_manifest(tmp, enc_id=enc_id, llm_id=llm_id, bridges={k: f"bridge/{k}" for k in trained},
+                            default=default, build=build, metrics=metrics)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log(f"demo bundle written to {out} in {build['total_seconds']:.0f} s")
+    print(json.dumps({"metrics": metrics, "stage_seconds": timer.stages}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
