@@ -6,7 +6,7 @@
     <bundle>/bridge/<kind>/    bridge checkpoints (bridge.json + bridge.safetensors), one per kind
 
 Each component path in the manifest is relative to the bundle (or absolute), so any of the
-three can be swapped by editing one line. Component identities (``id``) are fingerprints of
+three can be swapped by editing its path and its ``id`` (``fingerprint()`` of the new directory). Component identities (``id``) are fingerprints of
 the weights, computed once when the bundle is made; a bridge records the identities it was
 trained for and refuses to load against others.
 
@@ -43,7 +43,7 @@ class PromptFormat:
     """How the LLM is prompted; see docs/ARCHITECTURE.md ("Prompt formats").
 
     Speech prompt: ``[bos if speech_bos][instruction][speech embeddings][separator]`` then greedy
-    decoding of the transcript until ``transcript_end`` (default: the tokenizer's eos) or
+    decoding of the transcript until the tokenizer's eos (or ``transcript_end``, when set) or
     ``ceil(duration_s * transcript_tokens_per_s) + 8`` new tokens.
 
     Response: ``chat`` uses the tokenizer's chat template with the transcript as the user's

@@ -121,6 +121,9 @@ def config_candidates() -> list[Path]:
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:
     """Load and validate the config; ``overrides`` use dotted keys: ``{"engine.bundle": "..."}``."""
     data: dict[str, Any] = {}
+    env = os.environ.get("ASSISTANT_CONFIG")
+    if not path and env:
+        path = env  # named explicitly: a missing file is an error, not a fall-through
     src: Path | None = Path(path) if path else next((p for p in config_candidates() if p.is_file()), None)
     if src is not None:
         try:

@@ -71,6 +71,7 @@ def cmd_run_files(args: argparse.Namespace) -> int:
     for name in args.files:
         try:
             audio = load_audio(name, max_duration_s=cfg.audio.max_duration_s, min_duration_s=cfg.audio.min_duration_s)
+            engine.reset_history()  # each file is its own conversation: same file, same answer
             turn = engine.run(audio.samples, respond=respond)
         except AssistantError as exc:
             failed += 1
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="assistant", description="On-device personal voice assistant.")
     p.add_argument("--version", action="version", version=f"assistant {__version__}")
     p.add_argument("--config", metavar="FILE", help="TOML config (default: $ASSISTANT_CONFIG, "
-                   "/etc/assistant/config.toml, ~/.config/assistant/config.toml)")
+                   "/etc/assistant/config.toml, $XDG_CONFIG_HOME/assistant/config.toml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

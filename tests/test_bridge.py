@@ -146,6 +146,11 @@ def test_corrupt_or_incomplete_checkpoints_are_refused(tmp_path):
     w.unlink()
     with pytest.raises(ModelFilesError, match="no bridge.safetensors"):
         load_bridge(tmp_path, **_ids())
+    cfg = json.loads((tmp_path / "bridge.json").read_text())
+    w.write_bytes(bytes(raw))
+    (tmp_path / "bridge.json").write_text(json.dumps({**cfg, "sha256": ""}))
+    with pytest.raises(ModelFilesError, match="no sha256"):
+        load_bridge(tmp_path, **_ids())
     (tmp_path / "bridge.json").write_text("{not json")
     with pytest.raises(ModelFilesError, match="unreadable"):
         load_bridge(tmp_path, **_ids())

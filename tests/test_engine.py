@@ -135,9 +135,14 @@ def test_swap_bridge_checks_shapes_and_returns_previous(tiny_bundle):
                      llm_id=cfg.llm_id, hidden_dim=16, version="v0002", seed=9)
     assert engine.swap_bridge(new) is old
     assert engine.run(noise_wave(1.0, 2)).bridge_version == "v0002"
-    wrong = new_bridge("conv", encoder_dim=cfg.encoder_dim + 1, llm_dim=cfg.llm_dim, encoder_id="x", llm_id="y")
-    with pytest.raises(BridgeMismatchError):
-        engine.swap_bridge(wrong)
+    wrong_dims = new_bridge("conv", encoder_dim=cfg.encoder_dim + 1, llm_dim=cfg.llm_dim, encoder_id=cfg.encoder_id,
+                            llm_id=cfg.llm_id)
+    with pytest.raises(BridgeMismatchError, match="dims"):
+        engine.swap_bridge(wrong_dims)
+    other_llm = new_bridge("conv", encoder_dim=cfg.encoder_dim, llm_dim=cfg.llm_dim, encoder_id=cfg.encoder_id,
+                           llm_id="another-llm@1")
+    with pytest.raises(BridgeMismatchError, match="another-llm@1"):
+        engine.swap_bridge(other_llm)
     assert engine.bridge is new
 
 

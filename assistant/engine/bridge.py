@@ -83,10 +83,10 @@ class ConvBridge(nn.Module):
 
 
 class CtcBridge(nn.Module):
-    def __init__(self, encoder_dim: int, llm_dim: int, hidden_dim: int, blank_id: int) -> None:
+    def __init__(self, encoder_dim: int, llm_dim: int, hidden_dim: int, blank_id: int, input_norm: bool = True) -> None:
         super().__init__()
         self.blank_id = blank_id
-        self.norm = nn.LayerNorm(encoder_dim)
+        self.norm = nn.LayerNorm(encoder_dim) if input_norm else nn.Identity()
         if hidden_dim > 0:
             self.proj = nn.Sequential(nn.Linear(encoder_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, llm_dim))
         else:
@@ -115,7 +115,7 @@ def build_bridge(kind: str, *, encoder_dim: int, llm_dim: int, hidden_dim: int,
     if kind == "ctc":
         if blank_id is None:
             raise ValueError("a ctc bridge needs the CTC blank id")
-        return CtcBridge(encoder_dim, llm_dim, hidden_dim, blank_id)
+        return CtcBridge(encoder_dim, llm_dim, hidden_dim, blank_id, input_norm=input_norm)
     raise ValueError(f"unknown bridge kind {kind!r}; allowed: {', '.join(BRIDGE_KINDS)}")
 
 

@@ -166,7 +166,10 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
     wpath = directory / WEIGHTS_NAME
     if not wpath.is_file():
         raise ModelFilesError(f"bridge checkpoint {directory} has no {WEIGHTS_NAME}")
-    if cfg.sha256 and _sha256(wpath) != cfg.sha256:
+    if not cfg.sha256:
+        raise ModelFilesError(f"bridge checkpoint {directory} has no sha256 in {CONFIG_NAME}",
+                              fix="re-save it with save_bridge()")
+    if _sha256(wpath) != cfg.sha256:
         raise ModelFilesError(f"bridge checkpoint {directory} is corrupt: {WEIGHTS_NAME} does not match the "
                               f"sha256 in {CONFIG_NAME}", fix="restore it or use another version")
     module = build_bridge(cfg.kind, encoder_dim=cfg.encoder_dim, llm_dim=cfg.llm_dim, hidden_dim=cfg.hidden_dim,

@@ -100,12 +100,21 @@ class Engine:
 
     # --- hot-swap -----------------------------------------------------------------------------------
     def swap_bridge(self, new: LoadedBridge) -> LoadedBridge:
-        """Make ``new`` the bridge of the next turn; returns the previous one (kept for rollback)."""
-        if new.config.encoder_dim != self.encoder.dim or new.config.llm_dim != self.llm.dim:
-            raise BridgeMismatchError(f"bridge {new.version} has dims {new.config.encoder_dim}->"
-                                      f"{new.config.llm_dim}, engine needs {self.encoder.dim}->{self.llm.dim}")
-        if new.kind == "ctc" and not self.encoder.has_ctc:
-            raise BridgeMismatchError(f"bridge {new.version} is a ctc bridge but the encoder has no CTC head")
+        """Make ``new`` the bridge of the next turn; returns the previous one (kept for rollback).
+
+        The same checks as loading from disk (dims, model identities, CTC head and blank id).
+        """
+        c = new.config
+        problems = []
+        if c.encoder_dim != self.encoder.dim or c.llm_dim != self.llm.dim:
+            problems.append(f"dims {c.encoder_dim}->{c.llm_dim}, engine needs {self.encoder.dim}->{self.llm.dim}")
+        if c.encoder_id != self.encoder.identity or c.llm_id != self.llm.identity:
+            problems.append(f"trained for {c.encoder_id} + {c.llm_id}, engine runs "
+                            f"{self.encoder.identity} + {self.llm.identity}")
+        if c.kind == "ctc" and (not self.encoder.has_ctc or c.ctc_blank_id != self.encoder.blank_id):
+            problems.append("a ctc bridge needs this encoder's CTC head and blank id")
+        if problems:
+            raise BridgeMismatchError(f"bridge {new.version} cannot be swapped in: " + "; ".join(problems))
         old, self.bridge = self.bridge, new
         return old
 

@@ -7,6 +7,7 @@ manifest's documented plain template (``plain``), with a short history of earlie
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -102,7 +103,7 @@ class CausalLM:
         return torch.cat(parts, 0).unsqueeze(0)
 
     def transcript_budget(self, duration_s: float) -> int:
-        return int(duration_s * self.prompt.transcript_tokens_per_s + 0.999) + 8
+        return math.ceil(duration_s * self.prompt.transcript_tokens_per_s) + 8
 
     def draft_variants(self, text: str) -> list[list[int]]:
         """Tokenizations of a CTC draft, without and with a leading space (BPE vocabularies mark word
