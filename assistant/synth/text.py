@@ -16,6 +16,7 @@ import hashlib
 import logging
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from assistant.synth import lexicon as L
@@ -44,10 +45,12 @@ PERSONAL_WORDS = frozenset(w for s in (*L.PERSONAL_NAMES, *L.PERSONAL_PLACES) fo
 def normalize_text(s: str) -> str:
     """The one normalization for transcripts and WER: lowercase a-z, apostrophes, single spaces.
 
-    Hyphens and other characters become spaces ("twenty-five" -> "twenty five"); quote marks
+    Accents are dropped, hyphens and other characters become spaces ("twenty-five" -> "twenty five"); quote marks
     around words are dropped while apostrophes inside words ("what's") stay.
     """
     s = s.lower().replace("\u2019", "'").replace("\u2018", "'")
+    # Accented letters keep their base letter ("café" -> "cafe") instead of splitting the word.
+    s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
     words = _NOT_KEPT.sub(" ", s).split()
     return " ".join(w for w in (w.strip("'") for w in words) if w)
 
