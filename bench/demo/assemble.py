@@ -84,18 +84,9 @@ def evaluate(engine, rows: Sequence[dict], waves: Sequence[np.ndarray] | None = 
 
 
 def save_regression(out: Path, engine, rows: Sequence[dict], waves: Sequence[np.ndarray]) -> None:
-    """The generic regression set for the alignment quality gate: cached encoder outputs + transcripts."""
-    from safetensors.torch import save_file
+    """The generic regression set for the alignment quality gate (see assistant/alignment/regression.py)."""
+    from assistant.alignment.regression import save_regression_set
 
-    tensors, meta = {}, []
-    for i, (r, w) in enumerate(zip(rows, waves)):
-        enc = engine.encode([w])[0]
-        tensors[f"{i}.features"] = enc.features.to(torch.float16).contiguous()
-        tensors[f"{i}.ctc_logits"] = enc.ctc_logits.to(torch.float16).contiguous()
-        meta.append({"index": i, "id": r["id"], "voice": r["voice"], "text": r["text"],
-                     "duration_s": round(len(w) / 16000, 3)})
-    d = out / "regression"
-    d.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(d / "encoded.safetensors"))
-    (d / "utterances.json").write_text(json.dumps({"encoder_id": engine.encoder.identity, "utterances": meta},
-                                                  indent=1))
+    encoded = engine.encoder.encode_many(list(waves))
+    save_regression_set(out / "regression", encoded, [dict(id=r["id"], voice=r["voice"], text=r["text"]) for r in rows],
+                        encoder_id=engine.encoder.identity)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     model, vocab, dev_cer = timer.run("train encoder", encoder_train.train, enc_r, feats, texts, dev_feats,
                                       [r["text"] for r in dev_rows])
     log(f"encoder dev CER (greedy CTC) {dev_cer:.3f}")
-    encoder_train.save(model, vocab, tmp / "encoder")
+    encoder_train.save(model.half(), vocab, tmp / "encoder")
     del feats
 
     from assistant.modelgen import char_tokenizer
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     tok = char_tokenizer()
     pairs = corpora.lm_pairs(train_rows, seed=args.seed)
     lm = timer.run("train LLM", lm_train.train, lm_r, tok, pairs)
-    lm.save_pretrained(tmp / "llm")
+    lm.half().save_pretrained(tmp / "llm")  # fp16 on disk keeps the bundle small; loading casts back
+    lm.float()
     tok.save_pretrained(tmp / "llm")
 
     from assistant.engine.checkpoint import new_bridge, save_bridge
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     llm = CausalLM.load(tmp / "llm", assemble.DEMO_PROMPT, identity=llm_id, device="cpu")
     encoded = timer.run("encode training set", encoder.encode_many, train_waves)
     trained = {}
-    for kind, hidden in (("conv", 384), ("ctc", 384)):
+    for kind, hidden in (("conv", 256), ("ctc", 384)):
         b = new_bridge(kind, encoder_dim=encoder.dim, llm_dim=llm.dim, encoder_id=enc_id, llm_id=llm_id,
                        hidden_dim=hidden, ctc_blank_id=encoder.blank_id, version="base", seed=args.seed)
         timer.run(f"train {kind} bridge", bridge_train.train, br_r, b, llm, [e.features for e in encoded],

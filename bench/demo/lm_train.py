@@ -29,8 +29,8 @@ class LMRecipe:
     layers: int = 4
     heads: int = 4
     ffn: int = 576
-    steps: int = 1200
-    batch: int = 48
+    steps: int = 900
+    batch: int = 32
     peak_lr: float = 3e-3
     copy_share: float = 0.6
     max_noise: float = 0.35
