@@ -63,10 +63,92 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class VadConfig:
+    """webrtcvad segmentation; times in milliseconds / seconds as named."""
+
+    frame_ms: int = 30  # webrtcvad accepts 10, 20 or 30 ms frames
+    aggressiveness: int = 2  # 0 (keeps most) .. 3 (drops most non-speech)
+    preroll_ms: int = 300  # audio kept before the first voiced frame
+    hangover_ms: int = 600  # silence that ends an utterance
+    start_frames: int = 3  # consecutive voiced frames that start an utterance
+    min_utterance_s: float = 0.3
+    max_utterance_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        _check(self.frame_ms in (10, 20, 30), "vad.frame_ms", "10, 20, 30")
+        _check(self.aggressiveness in (0, 1, 2, 3), "vad.aggressiveness", "0, 1, 2, 3")
+        _check(self.preroll_ms >= 0 and self.hangover_ms >= self.frame_ms, "vad.hangover_ms",
+               "preroll_ms >= 0 and hangover_ms >= frame_ms")
+        _check(self.start_frames >= 1, "vad.start_frames", "an integer >= 1")
+        _check(0 < self.min_utterance_s < self.max_utterance_s, "vad.max_utterance_s",
+               "0 < vad.min_utterance_s < vad.max_utterance_s")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str = "mic"  # mic | file | none (the API and WebSocket satellites work in every mode)
+    device: str = ""  # mic: sounddevice name substring or index; empty: the default input
+    path: str = ""  # file: a WAV file or a folder of them
+    reopen_interval_s: float = 2.0  # mic: how often a missing/unplugged device is retried
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("mic", "file", "none"), "source.kind", "'mic', 'file', 'none'")
+        _check(self.kind != "file" or bool(self.path), "source.path", "a WAV file or folder when source.kind = 'file'")
+        _check(self.reopen_interval_s > 0, "source.reopen_interval_s", "a number > 0")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str = ""  # empty: generated into <data_dir>/api-token (0600) on first start
+    max_upload_mb: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, "api.port", "0..65535 (0: any free port)")
+        _check(self.max_upload_mb > 0, "api.max_upload_mb", "a number > 0")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    retention_days: float = 0.0  # 0: keep forever; labelled utterances are kept regardless
+    retention_max_mb: float = 0.0  # 0: no size cap on audio + cached encoder outputs
+    cache_encoder_outputs: bool = True  # what lets personalization train without re-running the encoder
+
+    def __post_init__(self) -> None:
+        _check(self.retention_days >= 0, "store.retention_days", "a number >= 0")
+        _check(self.retention_max_mb >= 0, "store.retention_max_mb", "a number >= 0")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    activation: str = "always"  # always | push_to_talk | wake_phrase
+    wake_phrase: str = "hey assistant"
+    listen_window_s: float = 8.0  # push_to_talk: how long a window opened through the API stays open
+    queue_max: int = 8  # utterances waiting for the inference worker
+    queue_policy: str = "drop_oldest"  # when full: drop_oldest | drop_newest (dropped ones stay stored, unanswered)
+    shutdown_timeout_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        _check(self.activation in ("always", "push_to_talk", "wake_phrase"), "daemon.activation",
+               "'always', 'push_to_talk', 'wake_phrase'")
+        _check(self.queue_max >= 1, "daemon.queue_max", "an integer >= 1")
+        _check(self.queue_policy in ("drop_oldest", "drop_newest"), "daemon.queue_policy",
+               "'drop_oldest', 'drop_newest'")
+        _check(self.listen_window_s > 0 and self.shutdown_timeout_s > 0, "daemon.listen_window_s",
+               "listen_window_s > 0 and shutdown_timeout_s > 0")
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = ""  # empty: $ASSISTANT_DATA_DIR or $XDG_DATA_HOME/assistant
     audio: AudioConfig = field(default_factory=AudioConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     @property
     def data_path(self) -> Path:
@@ -87,7 +169,8 @@ def _check(ok: bool, key: str, allowed: str) -> None:
         raise ConfigError(f"config key {key} is invalid; allowed: {allowed}")
 
 
-_SECTIONS = {"audio": AudioConfig, "engine": EngineConfig}
+_SECTIONS = {"audio": AudioConfig, "engine": EngineConfig, "vad": VadConfig, "source": SourceConfig,
+             "api": ApiConfig, "store": StoreConfig, "daemon": DaemonConfig}
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:

@@ -1,0 +1,174 @@
+"""Quality benchmark: how well does the assistant understand one user's voice, before and after
+personalization?
+
+    python -m bench.personalize --user SPEC [--n 25,50,100] [--methods base,...] [--seed S]
+                                [--test-n 360] [--bundle DIR] [--json FILE] [--no-results]
+
+The "user" is any voice spec (assistant/synth/voice_spec.py), e.g. ``flite:slt`` or
+``espeak-ng:en-029+klatt``. The user reads enrollment prompts (personal names and places included:
+the user's contacts) — the first N of them adapt the bridge — and is tested on held-out sentences:
+base request-domain test sentences plus personal test sentences that no base model was trained on.
+
+Per (n, method) row: ``wer`` with a bootstrap 95% interval (``wer_ci95``), ``cer``, ``names_acc``
+(share of personal test utterances whose personal names/places are all recognized), ``generic_wer``
+(WER on the bundle's generic regression set: forgetting), ``seconds`` (adaptation wall time).
+``method = base`` is the shipped bridge without personalization. Methods register themselves in
+``METHODS`` (the alignment trainers plug in there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+# name -> fn(engine, adapt: list[(EncoderOutput, text)], seed) -> LoadedBridge
+Method = Callable[..., object]
+METHODS: dict[str, Method | None] = {"base": None}
+
+
+def log(msg: str) -> None:
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def user_corpus(spec: str, n_adapt: int, n_test: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Adaptation rows (enrollment prompts) and test rows (1/3 personal, 2/3 base test sentences)."""
+    from assistant.synth import text as tx
+    from assistant.synth.corpus import default_cache_dir, generate, read_manifest
+
+    work = default_cache_dir().parent / "personalize" / spec.replace("/", "_").replace("|", "~").replace(" ", "_")
+    adapt = tx.enrollment_prompts(n_adapt, seed) if n_adapt else []
+    personal = tx.personal_sentences(seed, "test")[: n_test // 3]
+    base = tx.base_sentences(seed)["test"][: n_test - len(personal)]
+    rows = {}
+    for name, utts in (("adapt", adapt), ("test", personal + base)):
+        if not utts:
+            rows[name] = []
+            continue
+        manifest = generate([(spec, u) for u in utts], work / name, seed=seed)
+        rows[name] = read_manifest(manifest)
+    return rows["adapt"], rows["test"]
+
+
+def personal_words(text: str) -> list[str]:
+    from assistant.synth.lexicon import PERSONAL_NAMES, PERSONAL_PLACES
+
+    words = set(PERSONAL_NAMES) | set(PERSONAL_PLACES)
+    return [w[:-2] if w.endswith("'s") else w for w in text.split() if (w[:-2] if w.endswith("'s") else w) in words]
+
+
+def transcribe_encoded(engine, bridge, items: Sequence[tuple[object, float]]) -> list[str]:
+    out = []
+    for enc, dur in items:
+        text, _, _, _ = engine.transcribe_encoded(enc, dur, bridge=bridge)
+        out.append(text)
+    return out
+
+
+def score(engine, bridge, test: list[tuple[object, float, dict]], generic: list) -> dict:
+    from assistant.metrics import cer, contains_all, wer
+
+    hyps = transcribe_encoded(engine, bridge, [(e, d) for e, d, _ in test])
+    refs = [r["text"] for _, _, r in test]
+    w, c = wer(refs, hyps), cer(refs, hyps)
+    named = [(h, personal_words(r)) for h, r in zip(hyps, refs) if personal_words(r)]
+    names_acc = sum(contains_all(h, ws) for h, ws in named) / len(named) if named else float("nan")
+    g_hyps = transcribe_encoded(engine, bridge, [(g.encoded, g.duration_s) for g in generic])
+    g = wer([g.text for g in generic], g_hyps)
+    return {"wer": round(w.rate, 4), "wer_ci95": [round(x, 4) for x in w.ci95], "cer": round(c.rate, 4),
+            "names_acc": round(names_acc, 4), "generic_wer": round(g.rate, 4), "test_n": len(test),
+            "generic_n": len(generic)}
+
+
+def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bundle: str | None) -> list[dict]:
+    from assistant.alignment.regression import load_regression_set
+    from assistant.config import load_config
+    from assistant.engine.engine import Engine
+    from assistant.synth.voice_spec import parse
+    from assistant.synth.voices import check_voice
+
+    spec = str(check_voice(parse(user)))
+    bundle_dir = Path(bundle) if bundle else load_config(None).bundle_path()
+    engine = Engine.from_bundle(bundle_dir, device="cpu")
+    generic_dir = bundle_dir / "regression"
+    generic = load_regression_set(generic_dir, encoder_id=engine.encoder.identity) if generic_dir.is_dir() else []
+    log(f"user {spec}: synthesizing {max(ns, default=0)} adaptation + {test_n} test utterances")
+    adapt_rows, test_rows = user_corpus(spec, max(ns, default=0), test_n, seed)
+    from assistant.audio import load_audio
+
+    def encode(rows: list[dict]) -> list[tuple[object, float, dict]]:
+        waves = [load_audio(r["audio"], max_duration_s=60).samples for r in rows]
+        return [(e, len(w) / 16000, r) for e, w, r in zip(engine.encoder.encode_many(waves), waves, rows)]
+
+    test = encode(test_rows)
+    adapt = encode(adapt_rows)
+    rows = []
+    base_bridge = engine.bridge
+    for method in methods:
+        for n in ([0] if method == "base" else ns):
+            t0 = time.perf_counter()
+            bridge = base_bridge if method == "base" else METHODS[method](
+                engine, [(e, r["text"]) for e, _, r in adapt[:n]], seed)
+            seconds = time.perf_counter() - t0
+            s = score(engine, bridge, test, generic)
+            row = {"user": spec, "n": n, "method": method, **s, "seconds": round(seconds, 2),
+                   "bundle": engine.bundle.manifest.name if engine.bundle else str(bundle_dir), "seed": seed}
+            log(f"{method} n={n}: WER {s['wer']:.3f} {s['wer_ci95']} names {s['names_acc']:.2f} "
+                f"generic {s['generic_wer']:.3f} ({seconds:.1f} s)")
+            rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    head = "| user | n | method | WER [95% CI] | CER | names acc | generic WER | adapt s |\n|---|---|---|---|---|---|---|---|\n"
+    return head + "".join(
+        f"| `{r['user']}` | {r['n']} | {r['method']} | {r['wer']:.3f} [{r['wer_ci95'][0]:.3f}, {r['wer_ci95'][1]:.3f}] "
+        f"| {r['cer']:.3f} | {r['names_acc']:.2f} | {r['generic_wer']:.3f} | {r['seconds']:.1f} |\n" for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.personalize", description=__doc__.splitlines()[0])
+    ap.add_argument("--user", required=True, help="voice spec of the user, e.g. flite:slt")
+    ap.add_argument("--n", default="25,50,100", help="numbers of adaptation utterances")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--test-n", type=int, default=360, help="test utterances (>= 300 keeps the CI near +-5 points)")
+    ap.add_argument("--bundle", help="bundle directory (default: the configured one, else the demo)")
+    ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--no-results", action="store_true", help="do not append to bench/RESULTS.md")
+    args = ap.parse_args(argv)
+    from assistant.errors import AssistantError
+
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        ap.error(f"unknown method(s) {unknown}; available: {', '.join(METHODS)}")
+    ns = sorted({int(x) for x in args.n.split(",") if x})
+    t0 = time.perf_counter()
+    try:
+        rows = run(args.user, ns, methods, args.seed, args.test_n, args.bundle)
+    except AssistantError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    if not args.no_results:
+        cmd = "python -m bench.personalize " + " ".join(argv if argv is not None else sys.argv[1:])
+        with RESULTS.open("a", encoding="utf-8") as f:
+            f.write(f"\n### personalize: `{rows[0]['user']}` ({time.strftime('%Y-%m-%d')}, "
+                    f"{time.perf_counter() - t0:.0f} s)\n\n`{cmd}`\n\n{table(rows)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
