@@ -36,3 +36,19 @@ class NetworkError(AssistantError):
 
 class ConfigError(AssistantError):
     """A configuration value is missing or invalid; the message names the key."""
+
+
+class StoreError(AssistantError):
+    """The store cannot be used: disk full, read-only or corrupt database, unwritable data dir.
+
+    Raised instead of deleting anything: the message names the path and what the user can do.
+    """
+
+
+class NotFoundError(AssistantError):
+    """A stored thing named by id (utterance, bridge version, job, prompt) does not exist."""
+
+
+class RefusedError(AssistantError):
+    """The store refuses a request: an invalid value, or not allowed in the current state
+    (activating a rejected version, changing a finished job, confirming an utterance without transcript)."""

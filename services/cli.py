@@ -128,6 +128,69 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from assistant.config import load_config
+
+    overrides = {"data_dir": args.data_dir, "engine.bundle": args.bundle, "api.host": args.host,
+                 "api.port": args.port}
+    if args.source:
+        kind, _, path = args.source.partition(":")
+        overrides["source.kind"] = kind
+        if kind == "file":
+            overrides["source.path"] = path
+    cfg = load_config(args.config, **overrides)
+    from services.daemon import serve
+
+    return serve(cfg)
+
+
+def _client(args: argparse.Namespace):
+    from services.client import DaemonClient
+
+    return DaemonClient.from_data_dir(_config(args).data_path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    st = _client(args).get("/v1/status")
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        job = st.get("running_job")
+        job_text = f"{job['id']} {job['state']}" if job else "none"
+        print(f"up {st['uptime_s']:.0f} s, source {st['source']['kind']} ({st['source']['state']}), queue "
+              f"{st['queue_depth']}, bridge {st['serving_bridge']}, idle {st['idle_s']:.0f} s, job {job_text}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    params = {"limit": args.limit}
+    if args.search:
+        params["q"] = args.search
+    if args.labelled:
+        params["has_label"] = "true"
+    page = _client(args).get("/v1/utterances", params=params)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    for u in page["utterances"]:
+        label = f"  [label: {u['label_text']}]" if u.get("label_text") else ""
+        print(f"{u['id']:>6}  {u['created_at'][:19]}  {u['status']:<10} {u.get('transcript') or ''}{label}")
+    print(f"({len(page['utterances'])} of {page['total']})")
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    body = {"confirm": True} if args.confirm else {"label": args.text}
+    if not args.confirm and not args.text:
+        from assistant.errors import AssistantError
+
+        raise AssistantError("give the correct text, or --confirm", fix='assistant correct ID "what I said"')
+    u = _client(args).patch(f"/v1/utterances/{args.id}", body)
+    print(f"utterance {u['id']}: label '{u['label_text']}' ({u['label_source']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="assistant", description="On-device personal voice assistant.")
     p.add_argument("--version", action="version", version=f"assistant {__version__}")
@@ -168,6 +231,32 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--force", action="store_true", help="download again even if present")
     mp.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the model hub")
     mp.set_defaults(func=cmd_models_pull)
+
+    sv = sub.add_parser("serve", help="run the daemon: microphone -> VAD -> engine, store, REST API")
+    sv.add_argument("--data-dir", metavar="DIR")
+    sv.add_argument("--bundle", metavar="DIR")
+    sv.add_argument("--source", metavar="SRC", help="mic | file:PATH | none (overrides source.kind/path)")
+    sv.add_argument("--host")
+    sv.add_argument("--port", type=int)
+    sv.set_defaults(func=cmd_serve)
+
+    st = sub.add_parser("status", help="the running daemon's state (through its API)")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--data-dir", metavar="DIR")
+    st.set_defaults(func=cmd_status)
+    hi = sub.add_parser("history", help="recent utterances (through the daemon's API)")
+    hi.add_argument("--limit", type=int, default=20)
+    hi.add_argument("--search", metavar="TEXT")
+    hi.add_argument("--labelled", action="store_true", help="only utterances with a label")
+    hi.add_argument("--json", action="store_true")
+    hi.add_argument("--data-dir", metavar="DIR")
+    hi.set_defaults(func=cmd_history)
+    co = sub.add_parser("correct", help="correct (or --confirm) the transcript of an utterance")
+    co.add_argument("id", type=int)
+    co.add_argument("text", nargs="?")
+    co.add_argument("--confirm", action="store_true", help="the transcript was right")
+    co.add_argument("--data-dir", metavar="DIR")
+    co.set_defaults(func=cmd_correct)
 
     cfg = sub.add_parser("config", help="configuration")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -1,0 +1,97 @@
+"""The REST API: ``create_app(daemon)`` builds a FastAPI app over a running daemon (no globals).
+
+Versioned under /v1; every route but /v1/health needs ``Authorization: Bearer <token>``; errors are
+JSON ``{"error": "..."}`` whose message names the problem. Routes are thin: they call keyword-only
+store functions (assistant/store/repo.py) in a thread and hand model work to the inference worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assistant import __version__
+from assistant.errors import AssistantError, AudioError, BridgeMismatchError, ModelFilesError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _status_for(exc: AssistantError) -> int:
+    if isinstance(exc, AudioError):
+        return 415 if "not a readable audio" in exc.problem else 422
+    if isinstance(exc, (BridgeMismatchError, ModelFilesError)):
+        return 409
+    return 400
+
+
+def create_app(daemon) -> FastAPI:
+    app = FastAPI(title="assistant", version=__version__, description="On-device personal voice assistant",
+                  docs_url="/docs", openapi_url="/openapi.json")
+    app.state.daemon = daemon
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(AssistantError)
+    async def _assistant_error(_: Request, exc: AssistantError):
+        return JSONResponse({"error": str(exc)}, status_code=_status_for(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where or 'body'}: {e.get('msg', 'invalid')}")
+        return JSONResponse({"error": "invalid request: " + "; ".join(parts)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        log.exception("unexpected API error")
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    @app.get("/v1/health", tags=["status"])
+    async def health() -> dict:
+        """Liveness: no authentication."""
+        return {"status": "ok", "version": __version__}
+
+    from services.api import routes_admin, routes_turns, routes_utterances, ws
+
+    auth = [Depends(require_token)]
+    app.include_router(routes_turns.router, prefix="/v1", dependencies=auth)
+    app.include_router(routes_utterances.router, prefix="/v1", dependencies=auth)
+    app.include_router(routes_admin.router, prefix="/v1", dependencies=auth)
+    app.include_router(ws.router, prefix="/v1")  # WebSockets check the token themselves
+
+    @app.get("/metrics", dependencies=auth, tags=["status"])
+    async def metrics() -> Response:
+        return Response(daemon.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def token_ok(daemon, header: str | None) -> bool:
+    if not header or not header.startswith("Bearer "):
+        return False
+    return secrets.compare_digest(header[7:].strip().encode(), daemon.token.encode())
+
+
+async def require_token(request: Request) -> None:
+    if not token_ok(request.app.state.daemon, request.headers.get("authorization")):
+        raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' "
+                            "(the token is in <data dir>/api-token)")

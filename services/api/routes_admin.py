@@ -1,0 +1,139 @@
+"""Enrollment prompts, bridge versions (list, activate = rollback), alignment jobs (wired to the store)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from services.api.uploads import read_audio_upload
+
+router = APIRouter()
+
+
+async def _in_session(request: Request, fn):
+    def run():
+        with request.app.state.daemon.store.session() as s:
+            return fn(s)
+
+    return await asyncio.to_thread(run)
+
+
+def _err(status: int, msg: str):
+    from services.api.app import ApiError
+
+    return ApiError(status, msg)
+
+
+# --- enrollment ---------------------------------------------------------------------------------------
+@router.get("/enrollment/prompts", tags=["enrollment"])
+async def list_prompts(request: Request) -> dict:
+    from assistant.store import repo
+
+    return await _in_session(request, lambda s: {"prompts": [repo.prompt_to_dict(p) for p in repo.list_prompts(s)]})
+
+
+class PromptIn(BaseModel):
+    text: str = Field(min_length=2, max_length=300, description="a sentence to read aloud, e.g. with a contact's name")
+
+
+@router.post("/enrollment/prompts", tags=["enrollment"], status_code=201)
+async def add_prompt(request: Request, body: PromptIn) -> dict:
+    from assistant.store import repo
+
+    return await _in_session(request, lambda s: repo.prompt_to_dict(repo.add_prompt(s, text=body.text.strip(),
+                                                                                      source="user")))
+
+
+@router.post("/enrollment/prompts/{prompt_id}/recording", tags=["enrollment"], status_code=201)
+async def record_prompt(request: Request, prompt_id: int) -> dict:
+    """Multipart ``audio``: the user reading the prompt; stored as a labelled utterance (label = prompt)."""
+    from assistant.store import repo
+
+    d = request.app.state.daemon
+    prompt = await _in_session(request, lambda s: repo.get_prompt(s, prompt_id=prompt_id))
+    if prompt is None:
+        raise _err(404, f"enrollment prompt {prompt_id} does not exist")
+    audio = await read_audio_upload(request, d)
+    uid = await d.store_utterance(audio.samples, source="enrollment", label_text=prompt.text,
+                                  label_source="enrollment", prompt_id=prompt_id)
+    await _in_session(request, lambda s: repo.attach_recording(s, prompt_id=prompt_id, utterance_id=uid))
+    # Transcribed (and its encoder output cached for training) but never answered.
+    await d.submit(uid, audio.samples, source="enrollment", captured_at=time.time(), respond=False)
+    d.bus.publish("label", utterance_id=uid, label_source="enrollment")
+    return {"utterance_id": uid, "prompt_id": prompt_id, "label": prompt.text, "duration_s": audio.duration_s}
+
+
+# --- bridges ------------------------------------------------------------------------------------------
+@router.get("/bridges", tags=["bridges"])
+async def list_bridges(request: Request) -> dict:
+    from assistant.store import repo
+
+    def run(s):
+        return {"active": repo.get_active_bridge(s),
+                "versions": [repo.bridge_to_dict(b) for b in repo.list_bridge_versions(s)]}
+
+    return await _in_session(request, run)
+
+
+@router.post("/bridges/{version}/activate", tags=["bridges"])
+async def activate(request: Request, version: str) -> dict:
+    """Make ``version`` the serving bridge (a rollback is the same swap): loaded and checked first, then
+    swapped between utterances, then recorded as active."""
+    from services import bridges
+
+    d = request.app.state.daemon
+    result = await bridges.activate(d, version)
+    d.bus.publish("bridge_activated", version=version, previous=result.get("previous"))
+    return result
+
+
+# --- alignment jobs -----------------------------------------------------------------------------------
+class JobIn(BaseModel):
+    method: str | None = Field(default=None, description="training method (default: the configured one)")
+
+
+@router.get("/alignment/jobs", tags=["alignment"])
+async def list_jobs(request: Request) -> dict:
+    from assistant.store import repo
+
+    return await _in_session(request, lambda s: {"jobs": [repo.job_to_dict(j) for j in repo.list_jobs(s)]})
+
+
+@router.post("/alignment/jobs", tags=["alignment"], status_code=201)
+async def create_job(request: Request, body: JobIn | None = None) -> dict:
+    from assistant.store import repo
+
+    d = request.app.state.daemon
+    method = (body.method if body else None) or "default"
+    job = await _in_session(request, lambda s: repo.job_to_dict(repo.create_job(s, method=method, trigger="api")))
+    d.bus.publish("job", job_id=job["id"], state=job["state"])
+    return job
+
+
+@router.get("/alignment/jobs/{job_id}", tags=["alignment"])
+async def get_job(request: Request, job_id: int) -> dict:
+    from assistant.store import repo
+
+    def run(s):
+        job = repo.get_job(s, job_id=job_id)
+        if job is None:
+            raise _err(404, f"alignment job {job_id} does not exist")
+        return repo.job_to_dict(job)
+
+    return await _in_session(request, run)
+
+
+@router.post("/alignment/jobs/{job_id}/cancel", tags=["alignment"])
+async def cancel_job(request: Request, job_id: int) -> dict:
+    from assistant.store import repo
+
+    def run(s):
+        job = repo.get_job(s, job_id=job_id)
+        if job is None:
+            raise _err(404, f"alignment job {job_id} does not exist")
+        return repo.job_to_dict(repo.request_cancel(s, job_id=job_id))
+
+    return await _in_session(request, run)

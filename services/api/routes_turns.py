@@ -1,0 +1,70 @@
+"""Turns and status: POST /v1/turns (an uploaded utterance, logged like a spoken one), GET /v1/status,
+POST /v1/listen (push-to-talk window)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from services.api.uploads import read_audio_upload
+
+router = APIRouter(tags=["turns"])
+
+
+@router.post("/turns")
+async def post_turn(request: Request) -> dict:
+    """Multipart field ``audio`` (WAV/FLAC/OGG, any rate/channels) -> the turn: utterance id, transcript,
+    response, bridge version and per-stage timings."""
+    daemon = request.app.state.daemon
+    audio = await read_audio_upload(request, daemon)
+    daemon.touch()
+    uid = await daemon.store_utterance(audio.samples, source="api")
+    result = await daemon.submit(uid, audio.samples, source="api", captured_at=time.time(), respond=True,
+                                 wait=True)
+    daemon.touch()
+    return result
+
+
+@router.get("/status", tags=["status"])
+async def status(request: Request) -> dict:
+    d = request.app.state.daemon
+    from assistant.store import repo
+
+    def read():
+        with d.store.session() as s:
+            job = repo.running_or_paused_job(s)
+            return repo.get_active_bridge(s), (None if job is None else {"id": job.id, "state": job.state,
+                                                                          "method": job.method,
+                                                                          "progress": job.progress})
+
+    active, job = await asyncio.to_thread(read)
+    engine = d.worker.engine if d.worker else None
+    return {
+        "uptime_s": round(time.time() - d.started_at, 1),
+        "source": {"kind": d.config.source.kind, "state": d.source.state() if d.source else "none"},
+        "queue_depth": d.worker.depth if d.worker else 0,
+        "busy": d.worker.busy_since is not None if d.worker else False,
+        "active_bridge": active or (engine.bridge.version if engine else None),
+        "serving_bridge": engine.bridge.version if engine else None,
+        "bundle": str(d.config.bundle_path()),
+        "idle_s": round(time.time() - d.last_activity, 1),
+        "activation": d.config.daemon.activation,
+        "listening_until": d.activation.window_open_until() or None,
+        "running_job": job,
+    }
+
+
+class ListenRequest(BaseModel):
+    seconds: float | None = Field(default=None, gt=0, le=300, description="window length (default: config)")
+
+
+@router.post("/listen")
+async def listen(request: Request, body: ListenRequest | None = None) -> dict:
+    """Push-to-talk: utterances that start within the window get a response."""
+    d = request.app.state.daemon
+    until = d.activation.open_window(body.seconds if body else None)
+    d.touch()
+    return {"listening_until": until, "activation": d.config.daemon.activation}

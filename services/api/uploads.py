@@ -1,0 +1,58 @@
+"""Size-limited audio uploads (multipart field ``audio``): the limit holds even without Content-Length."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
+
+from assistant.audio import Audio, load_audio
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def read_audio_upload(request: Request, daemon, field: str = "audio") -> Audio:
+    from services.api.app import ApiError
+
+    limit = int(daemon.config.api.max_upload_mb * 1024 * 1024)
+    too_big = ApiError(413, f"upload is larger than api.max_upload_mb = {daemon.config.api.max_upload_mb} MB; "
+                            "send a shorter clip or raise the limit in the config")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise too_big
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise ApiError(400, f"expected multipart/form-data with a file field '{field}', got "
+                            f"'{ctype or 'no content type'}'")
+    received = 0
+    receive = request.receive
+
+    async def limited():
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit + 64 * 1024:  # multipart framing adds a little
+            raise _TooLarge()
+        return message
+
+    try:
+        form = await Request(request.scope, limited).form(max_files=1, max_fields=8)
+    except _TooLarge:
+        raise too_big from None
+    except ClientDisconnect:
+        raise ApiError(400, "the client disconnected during the upload") from None
+    except Exception as exc:  # malformed multipart body
+        raise ApiError(400, f"malformed multipart body: {exc}") from exc
+    upload = form.get(field)
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, f"multipart field '{field}' with an audio file is missing")
+    data = await upload.read()
+    if len(data) > limit:
+        raise too_big
+    cfg = daemon.config.audio
+    import asyncio
+
+    return await asyncio.to_thread(load_audio, data, max_duration_s=cfg.max_duration_s,
+                                   min_duration_s=cfg.min_duration_s)

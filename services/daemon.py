@@ -1,0 +1,248 @@
+"""The orchestrator: source -> VAD -> [store: audio file + row] -> bounded queue -> inference worker.
+
+One asyncio loop owns I/O (sources, API, events); one thread owns the models (services/worker.py).
+Write-ahead of inference: an utterance's audio is fsynced and its row committed before the worker
+sees it, so a crash at any point loses nothing; at start, rows left unprocessed are queued again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import time
+
+import numpy as np
+
+from assistant.config import Config
+from services import sdnotify
+from services.events import EventBus
+from services.worker import Activation, InferenceWorker, UtteranceJob
+
+log = logging.getLogger(__name__)
+
+
+def ensure_token(config: Config) -> str:
+    """The API token: configured, else read from / generated into ``<data_dir>/api-token`` (0600)."""
+    if config.api.token:
+        return config.api.token
+    path = config.data_path / "api-token"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = config.data_path
+        self.started_at = time.time()
+        self.last_activity = time.time()
+        self.store = None
+        self.worker: InferenceWorker | None = None
+        self.bus: EventBus | None = None
+        self.metrics = None
+        self.source = None
+        self.activation = Activation(config.daemon.activation, config.daemon.wake_phrase,
+                                     config.daemon.listen_window_s)
+        self.token = ""
+        self.api_port: int | None = None
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def run(self) -> int:
+        from assistant.store import open_store
+
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stop.set)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = await asyncio.to_thread(open_store, self.data_dir)
+        self.token = ensure_token(self.config)
+        self.bus = EventBus(self._loop)
+        from services.metrics import Metrics
+
+        self.metrics = Metrics(queue_depth=lambda: self.worker.depth if self.worker else 0,
+                               job_states=self._job_states)
+        self.worker = InferenceWorker(self._load_engine, store=self.store, data_dir=self.data_dir,
+                                      activation=self.activation, publish=self.bus.publish,
+                                      queue_max=self.config.daemon.queue_max,
+                                      queue_policy=self.config.daemon.queue_policy,
+                                      cache_encoded=self.config.store.cache_encoder_outputs, metrics=self.metrics)
+        self.worker.start()
+        await asyncio.to_thread(self.worker.ready.wait)
+        if self.worker.load_error is not None:
+            raise self.worker.load_error
+        await asyncio.to_thread(self._prepare_store)
+        await self._requeue_pending()
+        server, api_task = await self._start_api()
+        source_task = asyncio.create_task(self._source_loop(), name="source")
+        watchdog = asyncio.create_task(sdnotify.watchdog_loop(), name="watchdog")
+        sdnotify.notify("READY=1", f"STATUS=serving on {self.config.api.host}:{self.api_port}")
+        log.info("ready: API on http://%s:%s, source %s, bundle %s", self.config.api.host, self.api_port,
+                 self.config.source.kind, self.config.bundle_path())
+        await self._stop.wait()
+        log.info("stopping: finishing the utterance in flight")
+        sdnotify.notify("STOPPING=1")
+        source_task.cancel()
+        await asyncio.gather(source_task, return_exceptions=True)
+        if self.source is not None:
+            await self.source.close()
+        server.should_exit = True
+        await asyncio.wait_for(asyncio.gather(api_task, return_exceptions=True), timeout=10)
+        joined = await asyncio.to_thread(self.worker.stop, self.config.daemon.shutdown_timeout_s)
+        if not joined:
+            log.error("the inference worker did not finish within %.0f s; its utterance stays queued in the store",
+                      self.config.daemon.shutdown_timeout_s)
+        watchdog.cancel()
+        await asyncio.to_thread(self.store.close)
+        (self.data_dir / "daemon.json").unlink(missing_ok=True)
+        return 0
+
+    def _load_engine(self):
+        import torch
+
+        from assistant.engine.engine import Engine
+
+        if self.config.engine.threads:
+            torch.set_num_threads(self.config.engine.threads)
+        e = self.config.engine
+        return Engine.from_bundle(self.config.bundle_path(), bridge_kind=e.bridge_kind or None, device=e.device,
+                                  speculative=e.speculative)
+
+    async def _start_api(self):
+        import json
+
+        import uvicorn
+
+        from services.api.app import create_app
+
+        app = create_app(self)
+        cfg = uvicorn.Config(app, host=self.config.api.host, port=self.config.api.port, log_level="warning",
+                             lifespan="off", access_log=False)
+        server = uvicorn.Server(cfg)
+        server.install_signal_handlers = lambda: None  # the daemon owns SIGTERM/SIGINT
+        task = asyncio.create_task(server.serve(), name="api")
+        while not server.started:
+            if task.done():
+                await task  # re-raises a bind error
+                raise RuntimeError("the API server stopped while starting")
+            await asyncio.sleep(0.02)
+        self.api_port = server.servers[0].sockets[0].getsockname()[1]
+        info = {"pid": os.getpid(), "host": self.config.api.host, "port": self.api_port}
+        (self.data_dir / "daemon.json").write_text(json.dumps(info))
+        return server, task
+
+    def _prepare_store(self) -> None:
+        from assistant.store import repo
+        from assistant.synth.text import base_sentences
+        from services.bridges import register_base
+
+        register_base(self, self.worker.engine)
+        with self.store.session() as s:
+            # Generic request-domain sentences; users add their own (contacts, places) through the API.
+            repo.ensure_shipped_prompts(s, texts=[u.text for u in base_sentences(0)["dev"][:40]])
+
+    def _job_states(self) -> dict[str, int]:
+        from assistant.store import repo
+
+        try:
+            with self.store.session() as s:
+                return repo.job_state_counts(s)
+        except Exception:  # metrics must never break the scrape
+            return {}
+
+    # --- utterances -------------------------------------------------------------------------------
+    def touch(self) -> None:
+        self.last_activity = time.time()
+
+    async def store_utterance(self, samples: np.ndarray, *, source: str, started_at: float | None = None,
+                              ended_at: float | None = None, label_text: str | None = None,
+                              label_source: str | None = None, prompt_id: int | None = None) -> int:
+        """Write the audio (fsynced) and commit the row; returns the utterance id."""
+        def write() -> int:
+            from assistant.store import repo
+
+            return repo.capture_utterance(self.store, data_dir=self.data_dir, samples=samples, source=source,
+                                          speech_started_at=started_at, speech_ended_at=ended_at,
+                                          label_text=label_text, label_source=label_source, prompt_id=prompt_id)
+
+        return await asyncio.to_thread(write)
+
+    async def submit(self, utterance_id: int, samples: np.ndarray, *, source: str, captured_at: float,
+                     respond: bool | None = None, wait: bool = False):
+        import concurrent.futures as cf
+
+        fut: cf.Future | None = cf.Future() if wait else None
+        self.worker.submit(UtteranceJob(utterance_id, samples, source, captured_at, respond, fut))
+        self.bus.publish("utterance_queued", utterance_id=utterance_id, queue_depth=self.worker.depth)
+        return await asyncio.wrap_future(fut) if fut is not None else None
+
+    async def _requeue_pending(self) -> None:
+        from assistant.audio import load_audio
+        from assistant.store import repo
+
+        def pending():
+            with self.store.session() as s:
+                return [(u.id, u.audio_path, u.source, u.created_at.timestamp()) for u in repo.pending_utterances(s)]
+
+        rows = await asyncio.to_thread(pending)
+        for uid, rel, source, at in rows:
+            try:
+                audio = await asyncio.to_thread(load_audio, self.data_dir / rel, max_duration_s=3600)
+            except Exception as exc:  # a damaged file: mark it, keep going
+                def fail(uid=uid, exc=exc):
+                    with self.store.session() as s:
+                        repo.fail_utterance(s, utterance_id=uid, error=f"audio unreadable after restart: {exc}")
+                await asyncio.to_thread(fail)
+                continue
+            await self.submit(uid, audio.samples, source=source, captured_at=at)
+        if rows:
+            log.info("re-queued %d utterance(s) left unprocessed by the previous run", len(rows))
+
+    async def _source_loop(self) -> None:
+        from services.pipeline import run_source
+
+        self.source = self._make_source()
+        if self.source is None:
+            return
+        await run_source(self, self.source)
+
+    def _make_source(self):
+        s = self.config.source
+        if s.kind == "none":
+            return None
+        from services.sources import FileSource, MicSource
+
+        if s.kind == "file":
+            return FileSource(s.path)
+        return MicSource(s.device, reopen_interval_s=s.reopen_interval_s)
+
+    async def handle_segment(self, segment, source_name: str) -> int:
+        """A VAD segment: store it (write-ahead), then queue it for inference."""
+        from assistant.audio import from_pcm16
+
+        samples = from_pcm16(segment.pcm, max_duration_s=3600, min_duration_s=0.01).samples
+        now = time.time()
+        started = now - (segment.ended_at - segment.started_at)
+        uid = await self.store_utterance(samples, source=source_name, started_at=started, ended_at=now)
+        self.touch()
+        self.bus.publish("utterance_ended", utterance_id=uid, duration_s=round(segment.duration_s, 3),
+                         source=source_name)
+        await self.submit(uid, samples, source=source_name, captured_at=started)
+        return uid
+
+
+def serve(config: Config) -> int:
+    return asyncio.run(Daemon(config).run())

@@ -1,0 +1,231 @@
+"""The one inference thread: it owns the models and runs every engine call, in order.
+
+Utterances arrive already stored (audio file fsynced + row committed by the orchestrator), so a
+crash here loses nothing: on restart the orchestrator re-queues rows left ``captured``/``processing``.
+The queue of utterances is bounded; when full, ``daemon.queue_policy`` decides which utterance is
+not answered (its row is kept and marked ``skipped``, logged and announced: nothing vanishes).
+Other callers (API turns, bridge swaps) hand the thread a function with ``call`` and await it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from assistant.errors import AssistantError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UtteranceJob:
+    utterance_id: int
+    samples: np.ndarray  # 16 kHz mono float32
+    source: str
+    captured_at: float  # wall clock at speech start (push-to-talk windows are judged on it)
+    respond: bool | None = None  # True: always (API turns), False: never (enrollment), None: activation decides
+    future: cf.Future | None = field(default=None, repr=False)
+
+
+@dataclass
+class _CallJob:
+    fn: Callable[[Any], Any]
+    future: cf.Future
+
+
+class Activation:
+    """Decides, from the transcript, whether an utterance gets a response (it is logged either way)."""
+
+    def __init__(self, mode: str, wake_phrase: str, window_s: float) -> None:
+        from assistant.metrics import normalize
+
+        self.mode, self.window_s = mode, window_s
+        self._phrase = normalize(wake_phrase)
+        self._window_until = 0.0
+        self._lock = threading.Lock()
+
+    def open_window(self, seconds: float | None = None) -> float:
+        with self._lock:
+            self._window_until = time.time() + (seconds or self.window_s)
+            return self._window_until
+
+    def window_open_until(self) -> float:
+        return self._window_until
+
+    def decide(self, transcript: str, captured_at: float) -> tuple[bool, str]:
+        """-> (respond?, the text to respond to)."""
+        from assistant.metrics import normalize
+
+        if self.mode == "always":
+            return True, transcript
+        if self.mode == "push_to_talk":
+            return captured_at <= self._window_until, transcript
+        norm = normalize(transcript)
+        if self._phrase and (norm == self._phrase or norm.startswith(self._phrase + " ")):
+            return True, norm[len(self._phrase):].strip() or transcript
+        return False, transcript
+
+
+class InferenceWorker:
+    def __init__(self, engine_factory: Callable[[], Any], *, store, data_dir: Path, activation: Activation,
+                 publish: Callable[..., None], queue_max: int, queue_policy: str, cache_encoded: bool = True,
+                 metrics=None) -> None:
+        self._factory = engine_factory
+        self.store, self.data_dir, self.activation = store, data_dir, activation
+        self._publish, self._metrics = publish, metrics
+        self.queue_max, self.queue_policy, self.cache_encoded = queue_max, queue_policy, cache_encoded
+        self.engine = None
+        self.ready = threading.Event()
+        self.load_error: BaseException | None = None
+        self.busy_since: float | None = None
+        self._utterances: deque[UtteranceJob] = deque()
+        self._calls: deque[_CallJob] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+
+    # --- control (any thread) -------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Finish the job in flight (queued utterances stay stored for the next start); True if joined."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    @property
+    def depth(self) -> int:
+        return len(self._utterances)
+
+    def submit(self, job: UtteranceJob) -> int | None:
+        """Queue an utterance; returns the id of an utterance dropped by the queue policy, if any."""
+        dropped: UtteranceJob | None = None
+        with self._cond:
+            if len(self._utterances) >= self.queue_max:
+                if self.queue_policy == "drop_newest" and not job.respond:
+                    dropped = job
+                else:
+                    dropped = self._utterances.popleft()
+            if dropped is not job:
+                self._utterances.append(job)
+            self._cond.notify_all()
+        if dropped is not None:
+            self._skip(dropped, f"not answered: the inference queue was full ({self.queue_max}, "
+                                f"policy {self.queue_policy})")
+            return dropped.utterance_id
+        return None
+
+    def call(self, fn: Callable[[Any], Any]) -> cf.Future:
+        """Run ``fn(engine)`` on the inference thread, between utterances."""
+        fut: cf.Future = cf.Future()
+        with self._cond:
+            self._calls.append(_CallJob(fn, fut))
+            self._cond.notify_all()
+        return fut
+
+    # --- the thread -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self.engine = self._factory()
+        except BaseException as exc:  # reported by the daemon, which exits non-zero
+            self.load_error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        while True:
+            with self._cond:
+                while not (self._calls or self._utterances or self._stopping):
+                    self._cond.wait()
+                if self._calls:
+                    job: Any = self._calls.popleft()
+                elif self._utterances and not self._stopping:
+                    job = self._utterances.popleft()
+                else:
+                    return
+            self.busy_since = time.time()
+            try:
+                if isinstance(job, _CallJob):
+                    self._do_call(job)
+                else:
+                    self._process(job)
+            finally:
+                self.busy_since = None
+
+    def _do_call(self, job: _CallJob) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            job.future.set_result(job.fn(self.engine))
+        except BaseException as exc:
+            job.future.set_exception(exc)
+
+    def _skip(self, job: UtteranceJob, reason: str) -> None:
+        from assistant.store import repo
+
+        log.warning("utterance %d %s", job.utterance_id, reason)
+        with self.store.session() as s:
+            repo.skip_utterance(s, utterance_id=job.utterance_id, reason=reason)
+        self._publish("utterance_skipped", utterance_id=job.utterance_id, reason=reason)
+        if job.future is not None and not job.future.done():
+            job.future.set_exception(AssistantError(reason))
+
+    def _process(self, job: UtteranceJob) -> None:
+        from assistant.store import files, repo
+
+        uid = job.utterance_id
+        engine = self.engine
+        try:
+            with self.store.session() as s:
+                repo.mark_processing(s, utterance_id=uid)
+            turn = engine.run(job.samples, respond=False)
+            self._publish("transcript", utterance_id=uid, transcript=turn.transcript,
+                          bridge_version=turn.bridge_version)
+            if job.respond is None:
+                respond, text = self.activation.decide(turn.transcript, job.captured_at)
+            else:
+                respond, text = job.respond, turn.transcript
+            reply, response_s = engine.respond_text(text) if respond else (None, 0.0)
+            timings = {"encoder_s": turn.timings.encoder_s, "bridge_s": turn.timings.bridge_s,
+                       "transcript_s": turn.timings.transcript_s, "response_s": response_s}
+            enc_path = frames = None
+            if self.cache_encoded and turn.encoded is not None:
+                enc_path = files.save_encoded(self.data_dir, uid, turn.encoded)
+                frames = turn.encoded.n_frames
+            with self.store.session() as s:
+                repo.complete_turn(s, utterance_id=uid, transcript=turn.transcript, response=reply, timings=timings,
+                                   bridge_version=turn.bridge_version,
+                                   activation="responded" if respond else "logged_only",
+                                   encoded_path=enc_path, encoded_frames=frames)
+            result = {"utterance_id": uid, "transcript": turn.transcript, "response": reply,
+                      "bridge_version": turn.bridge_version, "timings": timings,
+                      "activation": "responded" if respond else "logged_only"}
+            if respond:
+                self._publish("response", utterance_id=uid, response=reply)
+            if self._metrics is not None:
+                self._metrics.observe_turn(timings, job.source)
+            if job.future is not None:
+                job.future.set_result(result)
+        except Exception as exc:  # one bad utterance must not stop the daemon
+            log.exception("utterance %d failed", uid) if not isinstance(exc, AssistantError) else \
+                log.error("utterance %d failed: %s", uid, exc)
+            try:
+                with self.store.session() as s:
+                    repo.fail_utterance(s, utterance_id=uid, error=str(exc))
+            except Exception:
+                log.exception("could not record the failure of utterance %d", uid)
+            self._publish("utterance_failed", utterance_id=uid, error=str(exc))
+            if self._metrics is not None:
+                self._metrics.count("failed")
+            if job.future is not None and not job.future.done():
+                job.future.set_exception(exc)
