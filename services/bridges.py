@@ -21,7 +21,7 @@ def register_base(daemon, engine) -> None:
     b = engine.bridge
     path = engine.bundle.bridge_dir(b.kind) if engine.bundle else Path(".")
     with daemon.store.session() as s:
-        if repo.get_bridge_version(s, version=b.version) is None:
+        if not any(v.version == b.version for v in repo.list_bridge_versions(s)):
             repo.add_bridge_version(s, version=b.version, parent_version=b.config.parent_version, kind=b.kind,
                                     path=str(path), sha256=b.config.sha256, status="base",
                                     metrics=b.config.metrics, data_summary={"source": "bundle"})
@@ -37,8 +37,6 @@ async def activate(daemon, version: str) -> dict:
     def lookup():
         with daemon.store.session() as s:
             row = repo.get_bridge_version(s, version=version)
-            if row is None:
-                raise ApiError(404, f"bridge version {version} does not exist")
             if row.status == "rejected":
                 raise ApiError(409, f"bridge version {version} was rejected by the quality gate and cannot be "
                                     "activated")

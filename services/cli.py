@@ -174,7 +174,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(page, indent=2))
         return 0
     for u in page["utterances"]:
-        label = f"  [label: {u['label_text']}]" if u.get("label_text") else ""
+        label = f"  [label: {u['label']['text']}]" if u.get("label") else ""
         print(f"{u['id']:>6}  {u['created_at'][:19]}  {u['status']:<10} {u.get('transcript') or ''}{label}")
     print(f"({len(page['utterances'])} of {page['total']})")
     return 0
@@ -187,7 +187,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
         raise AssistantError("give the correct text, or --confirm", fix='assistant correct ID "what I said"')
     u = _client(args).patch(f"/v1/utterances/{args.id}", body)
-    print(f"utterance {u['id']}: label '{u['label_text']}' ({u['label_source']})")
+    print(f"utterance {u['id']}: label '{u['label']['text']}' ({u['label']['source']})")
     return 0
 
 

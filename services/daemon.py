@@ -100,7 +100,11 @@ class Daemon:
         if self.source is not None:
             await self.source.close()
         server.should_exit = True
-        await asyncio.wait_for(asyncio.gather(api_task, return_exceptions=True), timeout=10)
+        try:  # open keep-alive connections and WebSockets get a few seconds, then are cut
+            await asyncio.wait_for(asyncio.gather(api_task, return_exceptions=True), timeout=10)
+        except asyncio.TimeoutError:
+            log.warning("the API did not close within 10 s; cutting remaining connections")
+            api_task.cancel()
         joined = await asyncio.to_thread(self.worker.stop, self.config.daemon.shutdown_timeout_s)
         if not joined:
             log.error("the inference worker did not finish within %.0f s; its utterance stays queued in the store",
@@ -130,7 +134,7 @@ class Daemon:
 
         app = create_app(self)
         cfg = uvicorn.Config(app, host=self.config.api.host, port=self.config.api.port, log_level="warning",
-                             lifespan="off", access_log=False)
+                             lifespan="off", access_log=False, timeout_graceful_shutdown=3)
         server = uvicorn.Server(cfg)
         server.install_signal_handlers = lambda: None  # the daemon owns SIGTERM/SIGINT
         task = asyncio.create_task(server.serve(), name="api")
@@ -158,10 +162,14 @@ class Daemon:
         from assistant.store import repo
 
         try:
-            with self.store.session() as s:
-                return repo.job_state_counts(s)
+            with self.store.session(write=False) as s:
+                jobs = repo.list_jobs(s, limit=1000)
         except Exception:  # metrics must never break the scrape
             return {}
+        counts: dict[str, int] = {}
+        for j in jobs:
+            counts[j.state] = counts.get(j.state, 0) + 1
+        return counts
 
     # --- utterances -------------------------------------------------------------------------------
     def touch(self) -> None:
@@ -171,12 +179,19 @@ class Daemon:
                               ended_at: float | None = None, label_text: str | None = None,
                               label_source: str | None = None, prompt_id: int | None = None) -> int:
         """Write the audio (fsynced) and commit the row; returns the utterance id."""
+        from datetime import datetime, timezone
+
+        def at(t: float | None):
+            return None if t is None else datetime.fromtimestamp(t, tz=timezone.utc)
+
         def write() -> int:
             from assistant.store import repo
 
-            return repo.capture_utterance(self.store, data_dir=self.data_dir, samples=samples, source=source,
-                                          speech_started_at=started_at, speech_ended_at=ended_at,
+            with self.store.session() as s:
+                u = repo.record_utterance(s, data_dir=self.data_dir, samples=samples, source=source,
+                                          speech_started_at=at(started_at), speech_ended_at=at(ended_at),
                                           label_text=label_text, label_source=label_source, prompt_id=prompt_id)
+                return u.id
 
         return await asyncio.to_thread(write)
 
@@ -194,7 +209,7 @@ class Daemon:
         from assistant.store import repo
 
         def pending():
-            with self.store.session() as s:
+            with self.store.session(write=False) as s:
                 return [(u.id, u.audio_path, u.source, u.created_at.timestamp()) for u in repo.pending_utterances(s)]
 
         rows = await asyncio.to_thread(pending)

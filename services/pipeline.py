@@ -10,21 +10,25 @@ from assistant.vad import SegmentDropped, SpeechEnded, SpeechStarted, VadSegment
 log = logging.getLogger(__name__)
 
 
+def store_source(name: str) -> str:
+    """The store's source label: "mic:default" -> "mic", "file:x.wav" -> "file", "ws:host:port" stays."""
+    return name if name.startswith("ws:") else name.split(":", 1)[0]
+
+
 async def run_source(daemon, source) -> None:
     vad = VadSegmenter(daemon.config.vad)
-    name = source.name
     try:
         async for chunk in source.frames():
             for event in vad.feed(chunk):
-                await _handle(daemon, event, name)
+                await _handle(daemon, event, store_source(source.name))
         for event in vad.flush():
-            await _handle(daemon, event, name)
-        log.info("source %s finished", name)
+            await _handle(daemon, event, store_source(source.name))
+        log.info("source %s finished", source.name)
     except asyncio.CancelledError:
         # Shutdown: an utterance still being spoken is stored (nothing captured is lost).
         for event in vad.flush():
             if isinstance(event, SpeechEnded):
-                await asyncio.shield(daemon.handle_segment(event.segment, name))
+                await asyncio.shield(daemon.handle_segment(event.segment, store_source(source.name)))
         raise
 
 

@@ -200,8 +200,7 @@ class InferenceWorker:
                        "transcript_s": turn.timings.transcript_s, "response_s": response_s}
             enc_path = frames = None
             if self.cache_encoded and turn.encoded is not None:
-                enc_path = files.save_encoded(self.data_dir, uid, turn.encoded)
-                frames = turn.encoded.n_frames
+                enc_path, frames = files.write_encoded(self.data_dir, uid, turn.encoded)
             with self.store.session() as s:
                 repo.complete_turn(s, utterance_id=uid, transcript=turn.transcript, response=reply, timings=timings,
                                    bridge_version=turn.bridge_version,

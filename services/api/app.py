@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant import __version__
-from assistant.errors import AssistantError, AudioError, BridgeMismatchError, ModelFilesError
+from assistant.errors import (AssistantError, AudioError, BridgeMismatchError, ModelFilesError, NotFoundError,
+                              RefusedError, StoreError)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,12 @@ class ApiError(Exception):
 def _status_for(exc: AssistantError) -> int:
     if isinstance(exc, AudioError):
         return 415 if "not a readable audio" in exc.problem else 422
-    if isinstance(exc, (BridgeMismatchError, ModelFilesError)):
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, (BridgeMismatchError, ModelFilesError, RefusedError)):
         return 409
+    if isinstance(exc, StoreError):
+        return 507 if "full" in exc.problem else 503
     return 400
 
 

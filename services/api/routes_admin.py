@@ -43,27 +43,31 @@ class PromptIn(BaseModel):
 async def add_prompt(request: Request, body: PromptIn) -> dict:
     from assistant.store import repo
 
-    return await _in_session(request, lambda s: repo.prompt_to_dict(repo.add_prompt(s, text=body.text.strip(),
-                                                                                      source="user")))
+    return await _in_session(request, lambda s: repo.prompt_to_dict(repo.add_prompt(s, text=body.text.strip())))
 
 
 @router.post("/enrollment/prompts/{prompt_id}/recording", tags=["enrollment"], status_code=201)
 async def record_prompt(request: Request, prompt_id: int) -> dict:
     """Multipart ``audio``: the user reading the prompt; stored as a labelled utterance (label = prompt)."""
-    from assistant.store import repo
+    from assistant.store import EnrollmentPrompt, repo
 
     d = request.app.state.daemon
-    prompt = await _in_session(request, lambda s: repo.get_prompt(s, prompt_id=prompt_id))
-    if prompt is None:
-        raise _err(404, f"enrollment prompt {prompt_id} does not exist")
+
+    def get_prompt(s):
+        p = s.get(EnrollmentPrompt, prompt_id)
+        if p is None:
+            raise _err(404, f"enrollment prompt {prompt_id} does not exist")
+        return p.text
+
+    text = await _in_session(request, get_prompt)
     audio = await read_audio_upload(request, d)
-    uid = await d.store_utterance(audio.samples, source="enrollment", label_text=prompt.text,
+    uid = await d.store_utterance(audio.samples, source="enrollment", label_text=text,
                                   label_source="enrollment", prompt_id=prompt_id)
     await _in_session(request, lambda s: repo.attach_recording(s, prompt_id=prompt_id, utterance_id=uid))
     # Transcribed (and its encoder output cached for training) but never answered.
     await d.submit(uid, audio.samples, source="enrollment", captured_at=time.time(), respond=False)
     d.bus.publish("label", utterance_id=uid, label_source="enrollment")
-    return {"utterance_id": uid, "prompt_id": prompt_id, "label": prompt.text, "duration_s": audio.duration_s}
+    return {"utterance_id": uid, "prompt_id": prompt_id, "label": text, "duration_s": audio.duration_s}
 
 
 # --- bridges ------------------------------------------------------------------------------------------
@@ -73,7 +77,7 @@ async def list_bridges(request: Request) -> dict:
 
     def run(s):
         return {"active": repo.get_active_bridge(s),
-                "versions": [repo.bridge_to_dict(b) for b in repo.list_bridge_versions(s)]}
+                "versions": [repo.bridge_version_to_dict(b) for b in repo.list_bridge_versions(s)]}
 
     return await _in_session(request, run)
 
@@ -118,10 +122,7 @@ async def get_job(request: Request, job_id: int) -> dict:
     from assistant.store import repo
 
     def run(s):
-        job = repo.get_job(s, job_id=job_id)
-        if job is None:
-            raise _err(404, f"alignment job {job_id} does not exist")
-        return repo.job_to_dict(job)
+        return repo.job_to_dict(repo.get_job(s, job_id=job_id))
 
     return await _in_session(request, run)
 
@@ -131,9 +132,6 @@ async def cancel_job(request: Request, job_id: int) -> dict:
     from assistant.store import repo
 
     def run(s):
-        job = repo.get_job(s, job_id=job_id)
-        if job is None:
-            raise _err(404, f"alignment job {job_id} does not exist")
         return repo.job_to_dict(repo.request_cancel(s, job_id=job_id))
 
     return await _in_session(request, run)

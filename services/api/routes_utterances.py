@@ -24,12 +24,6 @@ async def _in_session(request: Request, fn):
     return await asyncio.to_thread(run)
 
 
-def _not_found(uid: int):
-    from services.api.app import ApiError
-
-    return ApiError(404, f"utterance {uid} does not exist")
-
-
 @router.get("/utterances")
 async def list_utterances(request: Request, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
                           since: datetime | None = None, until: datetime | None = None,
@@ -51,10 +45,7 @@ async def get_utterance(request: Request, uid: int) -> dict:
     from assistant.store import repo
 
     def run(s):
-        row = repo.get_utterance(s, utterance_id=uid)
-        if row is None:
-            raise _not_found(uid)
-        return repo.utterance_to_dict(row)
+        return repo.utterance_to_dict(repo.get_utterance(s, utterance_id=uid))
 
     return await _in_session(request, run)
 
@@ -65,10 +56,7 @@ async def get_audio(request: Request, uid: int):
     from services.api.app import ApiError
 
     def run(s):
-        row = repo.get_utterance(s, utterance_id=uid)
-        if row is None:
-            raise _not_found(uid)
-        return row.audio_path
+        return repo.get_utterance(s, utterance_id=uid).audio_path
 
     rel = await _in_session(request, run)
     path = request.app.state.daemon.data_dir / rel
@@ -91,24 +79,17 @@ class LabelPatch(BaseModel):
 
 @router.patch("/utterances/{uid}")
 async def patch_utterance(request: Request, uid: int, body: LabelPatch) -> dict:
-    from assistant.errors import AssistantError
     from assistant.store import repo
-    from services.api.app import ApiError
 
     def run(s):
-        if repo.get_utterance(s, utterance_id=uid) is None:
-            raise _not_found(uid)
-        try:
-            if body.label is not None:
-                row = repo.set_label(s, utterance_id=uid, text=body.label, source="correction")
-            else:
-                row = repo.set_label(s, utterance_id=uid, text=None, source="confirmed")
-        except (ValueError, AssistantError) as exc:
-            raise ApiError(409, str(exc)) from exc
+        if body.label is not None:
+            row = repo.set_label(s, utterance_id=uid, text=body.label, source="correction")
+        else:
+            row = repo.set_label(s, utterance_id=uid, text=None, source="confirmed")
         return repo.utterance_to_dict(row)
 
     result = await _in_session(request, run)
-    request.app.state.daemon.bus.publish("label", utterance_id=uid, label_source=result.get("label_source"))
+    request.app.state.daemon.bus.publish("label", utterance_id=uid, label_source=result["label"]["source"])
     return result
 
 
@@ -119,8 +100,6 @@ async def delete_utterance(request: Request, uid: int) -> dict:
     data_dir = request.app.state.daemon.data_dir
 
     def run(s):
-        if repo.get_utterance(s, utterance_id=uid) is None:
-            raise _not_found(uid)
         repo.delete_utterance(s, utterance_id=uid, data_dir=data_dir)
         return {"deleted": uid}
 

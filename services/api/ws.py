@@ -57,7 +57,7 @@ async def stream(ws: WebSocket) -> None:
 
     d = ws.app.state.daemon
     client = f"{ws.client.host}:{ws.client.port}" if ws.client else "satellite"
-    source = WebSocketSource(name=f"ws:{client}")
+    source = WebSocketSource()
     consumer = asyncio.create_task(run_source(d, source))
     try:
         await source.serve(ws)

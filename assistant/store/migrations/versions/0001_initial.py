@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-01-01 00:00:00
 
+Names are wrapped in op.f(): they are final, not run through the naming convention again.
 Frozen: this file spells out every table and value list instead of importing ``models`` so that later
 model changes can never rewrite history; a new revision changes the schema.
 """
@@ -46,13 +47,13 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.CheckConstraint(_in("state", "queued", "running", "paused", "succeeded", "rejected", "failed",
-                               "cancelled"), name="ck_alignment_jobs_state"),
-        sa.CheckConstraint(_in('"trigger"', "idle", "api", "cli"), name="ck_alignment_jobs_trigger"),
-        sa.CheckConstraint("progress >= 0 AND progress <= 1", name="ck_alignment_jobs_progress"),
-        sa.PrimaryKeyConstraint("id", name="pk_alignment_jobs"),
+                               "cancelled"), name=op.f("ck_alignment_jobs_state")),
+        sa.CheckConstraint(_in('"trigger"', "idle", "api", "cli"), name=op.f("ck_alignment_jobs_trigger")),
+        sa.CheckConstraint("progress >= 0 AND progress <= 1", name=op.f("ck_alignment_jobs_progress")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alignment_jobs")),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_alignment_jobs_state", "alignment_jobs", ["state"])
+    op.create_index(op.f("ix_alignment_jobs_state"), "alignment_jobs", ["state"])
 
     op.create_table(
         "bridge_versions",
@@ -66,10 +67,10 @@ def upgrade() -> None:
         sa.Column("metrics", sa.JSON(), nullable=False),
         sa.Column("data_summary", sa.JSON(), nullable=False),
         sa.Column("job_id", sa.Integer(), nullable=True),
-        sa.CheckConstraint(_in("status", "accepted", "rejected", "base"), name="ck_bridge_versions_status"),
+        sa.CheckConstraint(_in("status", "accepted", "rejected", "base"), name=op.f("ck_bridge_versions_status")),
         sa.ForeignKeyConstraint(["job_id"], ["alignment_jobs.id"], ondelete="SET NULL",
-                                name="fk_bridge_versions_job_id_alignment_jobs"),
-        sa.PrimaryKeyConstraint("version", name="pk_bridge_versions"),
+                                name=op.f("fk_bridge_versions_job_id_alignment_jobs")),
+        sa.PrimaryKeyConstraint("version", name=op.f("pk_bridge_versions")),
     )
 
     op.create_table(
@@ -78,10 +79,10 @@ def upgrade() -> None:
         sa.Column("version", sa.String(64), nullable=False),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
         sa.Column("previous_version", sa.String(64), nullable=True),
-        sa.CheckConstraint("id = 1", name="ck_active_bridge_single_row"),
+        sa.CheckConstraint("id = 1", name=op.f("ck_active_bridge_single_row")),
         sa.ForeignKeyConstraint(["version"], ["bridge_versions.version"], ondelete="RESTRICT",
-                                name="fk_active_bridge_version_bridge_versions"),
-        sa.PrimaryKeyConstraint("id", name="pk_active_bridge"),
+                                name=op.f("fk_active_bridge_version_bridge_versions")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_active_bridge")),
     )
 
     # utterances and enrollment_prompts reference each other; SQLite accepts the forward reference.
@@ -92,11 +93,11 @@ def upgrade() -> None:
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("recorded_utterance_id", sa.Integer(), nullable=True),
-        sa.CheckConstraint(_in("source", "shipped", "user"), name="ck_enrollment_prompts_source"),
+        sa.CheckConstraint(_in("source", "shipped", "user"), name=op.f("ck_enrollment_prompts_source")),
         sa.ForeignKeyConstraint(["recorded_utterance_id"], ["utterances.id"], ondelete="SET NULL",
-                                name="fk_enrollment_prompts_recorded_utterance_id_utterances"),
-        sa.PrimaryKeyConstraint("id", name="pk_enrollment_prompts"),
-        sa.UniqueConstraint("text", name="uq_enrollment_prompts_text"),
+                                name=op.f("fk_enrollment_prompts_recorded_utterance_id_utterances")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_enrollment_prompts")),
+        sa.UniqueConstraint("text", name=op.f("uq_enrollment_prompts_text")),
         sqlite_autoincrement=True,
     )
 
@@ -125,20 +126,20 @@ def upgrade() -> None:
         sa.Column("labelled_at", sa.DateTime(), nullable=True),
         sa.Column("prompt_id", sa.Integer(), nullable=True),
         sa.CheckConstraint(_in("status", "captured", "processing", "done", "failed", "skipped"),
-                           name="ck_utterances_status"),
+                           name=op.f("ck_utterances_status")),
         sa.CheckConstraint("activation IS NULL OR " + _in("activation", "responded", "logged_only"),
-                           name="ck_utterances_activation"),
+                           name=op.f("ck_utterances_activation")),
         sa.CheckConstraint("label_source IS NULL OR " + _in("label_source", "enrollment", "correction",
                                                             "confirmed"),
-                           name="ck_utterances_label_source"),
+                           name=op.f("ck_utterances_label_source")),
         sa.ForeignKeyConstraint(["prompt_id"], ["enrollment_prompts.id"], ondelete="SET NULL",
-                                name="fk_utterances_prompt_id_enrollment_prompts"),
-        sa.PrimaryKeyConstraint("id", name="pk_utterances"),
+                                name=op.f("fk_utterances_prompt_id_enrollment_prompts")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_utterances")),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_utterances_created_at", "utterances", ["created_at"])
-    op.create_index("ix_utterances_status", "utterances", ["status"])
-    op.create_index("ix_utterances_label_source", "utterances", ["label_source"])
+    op.create_index(op.f("ix_utterances_created_at"), "utterances", ["created_at"])
+    op.create_index(op.f("ix_utterances_status"), "utterances", ["status"])
+    op.create_index(op.f("ix_utterances_label_source"), "utterances", ["label_source"])
 
 
 def downgrade() -> None:

@@ -1,0 +1,230 @@
+"""The REST API on a real daemon (uvicorn on 127.0.0.1, temp data dir, tiny bundle): every endpoint,
+auth, and each bad input answered with a 4xx JSON error while the server keeps serving."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import noise_wave
+from daemon_proc import DaemonProcess
+
+
+@pytest.fixture(scope="module")
+def daemon(tiny_bundle, tmp_path_factory):
+    d = DaemonProcess(tmp_path_factory.mktemp("api") / "data", tiny_bundle,
+                      extra_config="[api]\nmax_upload_mb = 1.0\n[audio]\nmax_duration_s = 10.0\n").start()
+    yield d
+    rc = d.stop()
+    assert rc == 0, d.log.read_text()[-2000:]
+
+
+@pytest.fixture(scope="module")
+def client(daemon):
+    with httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60) as c:
+        yield c
+
+
+def wav_bytes(seconds=1.0, rate=16000, channels=1, subtype="PCM_16", seed=0, fmt="WAV") -> bytes:
+    x = noise_wave(seconds, seed)
+    if rate != 16000:
+        x = np.resize(x, int(seconds * rate))
+    if channels == 2:
+        x = np.stack([x, x * 0.5], 1)
+    buf = io.BytesIO()
+    sf.write(buf, x, rate, subtype=subtype, format=fmt)
+    return buf.getvalue()
+
+
+def post_turn(client, data: bytes, name="a.wav"):
+    return client.post("/v1/turns", files={"audio": (name, data, "audio/wav")})
+
+
+def test_health_needs_no_token_but_everything_else_does(daemon):
+    assert httpx.get(daemon.url + "/v1/health").json()["status"] == "ok"
+    for path in ("/v1/status", "/v1/utterances", "/v1/bridges", "/v1/alignment/jobs", "/metrics",
+                 "/v1/enrollment/prompts"):
+        r = httpx.get(daemon.url + path)
+        assert r.status_code == 401 and "token" in r.json()["error"], path
+        r = httpx.get(daemon.url + path, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401, path
+    assert httpx.get(daemon.url + "/docs").status_code == 200
+
+
+def test_token_file_is_private(daemon):
+    assert (daemon.data_dir / "api-token").stat().st_mode & 0o777 == 0o600
+
+
+def test_turn_is_answered_logged_and_readable(client, daemon):
+    r = post_turn(client, wav_bytes(1.5))
+    assert r.status_code == 200, r.text
+    turn = r.json()
+    assert set(turn) >= {"utterance_id", "transcript", "response", "bridge_version", "timings"}
+    assert set(turn["timings"]) >= {"encoder_s", "bridge_s", "transcript_s", "response_s"}
+    uid = turn["utterance_id"]
+    row = client.get(f"/v1/utterances/{uid}").json()
+    assert row["status"] == "done" and row["source"] == "api" and row["transcript"] == turn["transcript"]
+    assert row["bridge_version"] == turn["bridge_version"]
+    audio = client.get(f"/v1/utterances/{uid}/audio")
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    x, rate = sf.read(io.BytesIO(audio.content))
+    assert rate == 16000 and abs(len(x) - 24000) < 10
+    assert (daemon.data_dir / "encoded" / f"{uid}.safetensors").is_file()  # cached for personalization
+    listing = client.get("/v1/utterances", params={"limit": 5}).json()
+    assert listing["total"] >= 1 and listing["utterances"][0]["id"] == uid
+
+
+def test_other_rates_channels_and_widths_are_converted(client):
+    for data in (wav_bytes(1.0, rate=44100, channels=2, subtype="FLOAT"), wav_bytes(1.0, rate=8000),
+                 wav_bytes(1.0, rate=48000, subtype="PCM_24", fmt="FLAC")):
+        r = post_turn(client, data, "x.flac")
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("case", ["not_audio", "truncated", "empty", "too_long", "absurd_rate", "nan"])
+def test_bad_audio_gets_a_4xx_json_error(client, case):
+    if case == "not_audio":
+        data = b"hello, I am not a WAV file" * 10
+    elif case == "truncated":
+        data = wav_bytes(2.0)[:20000]
+    elif case == "empty":
+        data = wav_bytes(0.0)
+    elif case == "too_long":
+        data = wav_bytes(12.0, rate=8000, subtype="PCM_U8")  # under the byte limit, over max_duration_s
+    elif case == "absurd_rate":
+        data = wav_bytes(1.0, rate=1000)
+    else:
+        x = noise_wave(1.0, 1)
+        x[5] = np.nan
+        buf = io.BytesIO()
+        sf.write(buf, x, 16000, subtype="FLOAT", format="WAV")
+        data = buf.getvalue()
+    r = post_turn(client, data)
+    assert 400 <= r.status_code < 500, (case, r.status_code, r.text)
+    assert r.json()["error"]
+
+
+def test_oversized_upload_and_wrong_requests(client):
+    r = post_turn(client, b"\0" * (2 * 1024 * 1024))
+    assert r.status_code == 413 and "max_upload_mb" in r.json()["error"]
+    r = client.post("/v1/turns", content=b'{"audio": 1}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "multipart" in r.json()["error"]
+    r = client.post("/v1/turns", files={"other": ("a.wav", wav_bytes(), "audio/wav")})
+    assert r.status_code == 400 and "audio" in r.json()["error"]
+
+
+def test_labels_corrections_confirmations_and_bad_json(client):
+    uid = post_turn(client, wav_bytes(1.0, seed=3)).json()["utterance_id"]
+    r = client.patch(f"/v1/utterances/{uid}", json={"label": "turn on the lights"})
+    assert r.status_code == 200 and r.json()["label"]["text"] == "turn on the lights"
+    assert r.json()["label"]["source"] == "correction"
+    r = client.patch(f"/v1/utterances/{uid}", json={"confirm": True})
+    assert r.status_code == 200 and r.json()["label"]["source"] == "confirmed"
+    r = client.patch(f"/v1/utterances/{uid}", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]
+    r = client.patch(f"/v1/utterances/{uid}", json={"label": "x", "confirm": True})
+    assert r.status_code == 400 and "either" in r.json()["error"]
+    assert client.get("/v1/utterances", params={"has_label": "true"}).json()["total"] >= 1
+    assert client.get("/v1/utterances", params={"q": "LIGHTS"}).json()["total"] >= 0
+
+
+def test_unknown_ids_are_404(client):
+    for method, path in (("GET", "/v1/utterances/999999"), ("GET", "/v1/utterances/999999/audio"),
+                         ("DELETE", "/v1/utterances/999999"), ("GET", "/v1/alignment/jobs/999999"),
+                         ("POST", "/v1/alignment/jobs/999999/cancel"), ("POST", "/v1/bridges/v9999/activate"),
+                         ("POST", "/v1/enrollment/prompts/999999/recording")):
+        r = client.request(method, path, files={"audio": ("a.wav", wav_bytes(), "audio/wav")}
+                           if path.endswith("recording") else None)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        assert r.json()["error"]
+    r = client.get("/v1/utterances/not-a-number")
+    assert r.status_code == 400
+
+
+def test_delete_removes_row_and_files(client, daemon):
+    uid = post_turn(client, wav_bytes(1.0, seed=4)).json()["utterance_id"]
+    assert (daemon.data_dir / "audio" / f"{uid}.wav").is_file()
+    assert client.delete(f"/v1/utterances/{uid}").status_code == 200
+    assert client.get(f"/v1/utterances/{uid}").status_code == 404
+    assert not (daemon.data_dir / "audio" / f"{uid}.wav").exists()
+    assert not (daemon.data_dir / "encoded" / f"{uid}.safetensors").exists()
+
+
+def test_enrollment_prompts_and_recordings(client):
+    prompts = client.get("/v1/enrollment/prompts").json()["prompts"]
+    assert len(prompts) >= 20  # the shipped ones
+    r = client.post("/v1/enrollment/prompts", json={"text": "call leocadia on her mobile"})
+    assert r.status_code == 201
+    pid = r.json()["id"]
+    r = client.post(f"/v1/enrollment/prompts/{pid}/recording", files={"audio": ("r.wav", wav_bytes(1.2), "audio/wav")})
+    assert r.status_code == 201, r.text
+    uid = r.json()["utterance_id"]
+    row = client.get(f"/v1/utterances/{uid}").json()
+    assert row["label"] == {"text": "call leocadia on her mobile", "source": "enrollment",
+                            "labelled_at": row["label"]["labelled_at"]}
+    assert row["source"] == "enrollment"
+    r = client.post("/v1/enrollment/prompts", json={"text": ""})
+    assert r.status_code == 400
+
+
+def test_bridges_and_rollback_endpoint(client):
+    b = client.get("/v1/bridges").json()
+    assert b["active"] == "random-0" and [v["version"] for v in b["versions"]] == ["random-0"]
+    r = client.post("/v1/bridges/random-0/activate")
+    assert r.status_code == 200 and r.json()["active"] == "random-0"
+
+
+def test_alignment_job_endpoints_are_wired_to_the_store(client):
+    r = client.post("/v1/alignment/jobs", json={"method": "backprop"})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["state"] == "queued" and job["trigger"] == "api"
+    assert client.get(f"/v1/alignment/jobs/{job['id']}").json()["id"] == job["id"]
+    assert any(j["id"] == job["id"] for j in client.get("/v1/alignment/jobs").json()["jobs"])
+    r = client.post(f"/v1/alignment/jobs/{job['id']}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+
+
+def test_status_listen_and_metrics(client):
+    st = client.get("/v1/status").json()
+    assert set(st) >= {"uptime_s", "source", "queue_depth", "active_bridge", "idle_s", "running_job"}
+    r = client.post("/v1/listen", json={"seconds": 5})
+    assert r.status_code == 200 and r.json()["listening_until"] > 0
+    m = client.get("/metrics")
+    assert m.status_code == 200 and "assistant_stage_seconds" in m.text and "assistant_queue_depth" in m.text
+
+
+def test_events_websocket_reports_turns(client, daemon):
+    import asyncio
+
+    import websockets
+
+    async def run():
+        url = f"ws://127.0.0.1:{daemon.port}/v1/events?token={daemon.token}"
+        async with websockets.connect(url, open_timeout=10) as ws:
+            loop = asyncio.get_running_loop()
+            fut = loop.run_in_executor(None, post_turn, client, wav_bytes(1.0, seed=9))
+            seen = set()
+            while not {"transcript", "response"} <= seen:
+                seen.add(json.loads(await asyncio.wait_for(ws.recv(), 30))["type"])
+            await fut
+            return seen
+
+    assert {"utterance_queued", "transcript", "response"} <= asyncio.run(run())
+
+    async def refused():
+        async with websockets.connect(f"ws://127.0.0.1:{daemon.port}/v1/events", open_timeout=10) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
+
+    with pytest.raises(websockets.exceptions.InvalidStatus, match="403"):  # refused before the handshake
+        asyncio.run(refused())
+
+
+def test_server_still_serving_after_all_that(client):
+    assert client.get("/v1/health").json()["status"] == "ok"
+    assert post_turn(client, wav_bytes(0.8, seed=11)).status_code == 200
