@@ -196,11 +196,11 @@ class Daemon:
         return await asyncio.to_thread(write)
 
     async def submit(self, utterance_id: int, samples: np.ndarray, *, source: str, captured_at: float,
-                     respond: bool | None = None, wait: bool = False):
+                     respond: bool | None = None, wait: bool = False, backlog: bool = False):
         import concurrent.futures as cf
 
         fut: cf.Future | None = cf.Future() if wait else None
-        self.worker.submit(UtteranceJob(utterance_id, samples, source, captured_at, respond, fut))
+        self.worker.submit(UtteranceJob(utterance_id, samples, source, captured_at, respond, fut), backlog=backlog)
         self.bus.publish("utterance_queued", utterance_id=utterance_id, queue_depth=self.worker.depth)
         return await asyncio.wrap_future(fut) if fut is not None else None
 
@@ -222,7 +222,8 @@ class Daemon:
                         repo.fail_utterance(s, utterance_id=uid, error=f"audio unreadable after restart: {exc}")
                 await asyncio.to_thread(fail)
                 continue
-            await self.submit(uid, audio.samples, source=source, captured_at=at)
+            # Answered late is not answered at all for live speech: the backlog is transcribed and logged.
+            await self.submit(uid, audio.samples, source=source, captured_at=at, respond=False, backlog=True)
         if rows:
             log.info("re-queued %d utterance(s) left unprocessed by the previous run", len(rows))
 

@@ -108,11 +108,15 @@ class InferenceWorker:
     def depth(self) -> int:
         return len(self._utterances)
 
-    def submit(self, job: UtteranceJob) -> int | None:
-        """Queue an utterance; returns the id of an utterance dropped by the queue policy, if any."""
+    def submit(self, job: UtteranceJob, *, backlog: bool = False) -> int | None:
+        """Queue an utterance; returns the id of an utterance dropped by the queue policy, if any.
+
+        ``backlog``: rows a previous run left unprocessed are all queued (the bound is for live speech
+        arriving faster than it is answered, not for catching up after a restart).
+        """
         dropped: UtteranceJob | None = None
         with self._cond:
-            if len(self._utterances) >= self.queue_max:
+            if len(self._utterances) >= self.queue_max and not backlog:
                 if self.queue_policy == "drop_newest" and not job.respond:
                     dropped = job
                 else:
