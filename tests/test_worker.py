@@ -1,0 +1,134 @@
+"""The inference worker with a real store and the tiny engine: queue policies, activation modes, failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from assistant.store import open_store, repo
+from services.worker import Activation, InferenceWorker, UtteranceJob
+
+from conftest import noise_wave
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = open_store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def make_worker(store, tiny_engine, tmp_path, *, queue_max=2, policy="drop_oldest", mode="always", events=None):
+    events = events if events is not None else []
+    w = InferenceWorker(lambda: tiny_engine, store=store, data_dir=tmp_path / "data",
+                        activation=Activation(mode, "hey assistant", 5.0),
+                        publish=lambda kind, **data: events.append((kind, data)), queue_max=queue_max,
+                        queue_policy=policy)
+    w.start()
+    assert w.ready.wait(60)
+    return w
+
+
+def store_utterance(store, tmp_path, seed: int) -> tuple[int, object]:
+    x = noise_wave(0.8, seed)
+    with store.session() as s:
+        u = repo.record_utterance(s, data_dir=tmp_path / "data", samples=x, source="mic")
+        return u.id, x
+
+
+def settle(store, n: int, timeout_s: float = 60) -> None:
+    """Wait until n utterances reached a final status (stop() leaves queued ones for the next start)."""
+    deadline = time.monotonic() + timeout_s
+    while sum(v in ("done", "failed", "skipped") for v in statuses(store).values()) < n:
+        assert time.monotonic() < deadline, statuses(store)
+        time.sleep(0.05)
+
+
+def statuses(store) -> dict[int, str]:
+    with store.session(write=False) as s:
+        rows, _ = repo.list_utterances(s, limit=100)
+        return {r.id: r.status for r in rows}
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+def test_full_queue_skips_one_utterance_by_policy_and_keeps_its_row(store, tiny_engine, tmp_path, policy):
+    events: list = []
+    w = make_worker(store, tiny_engine, tmp_path, queue_max=2, policy=policy, events=events)
+    gate = threading.Event()
+    blocker = w.call(lambda engine: gate.wait(30))  # hold the inference thread
+    time.sleep(0.2)
+    ids = [store_utterance(store, tmp_path, i) for i in range(3)]
+    dropped = [w.submit(UtteranceJob(uid, x, "mic", time.time())) for uid, x in ids]
+    gate.set()
+    blocker.result(30)
+    settle(store, 3)
+    assert w.stop(60)
+    expected_skip = ids[0][0] if policy == "drop_oldest" else ids[2][0]
+    assert [d for d in dropped if d is not None] == [expected_skip]
+    st = statuses(store)
+    assert st[expected_skip] == "skipped" and sum(v == "done" for v in st.values()) == 2
+    assert any(kind == "utterance_skipped" for kind, _ in events)
+
+
+def test_wake_phrase_mode_logs_everything_but_answers_only_the_phrase(store, tiny_engine, tmp_path):
+    act = Activation("wake_phrase", "hey assistant", 5.0)
+    assert act.decide("Hey, assistant: set a timer", time.time()) == (True, "set a timer")
+    assert act.decide("set a timer", time.time()) == (False, "set a timer")
+    assert act.decide("hey assistants are great", time.time())[0] is False
+    ptt = Activation("push_to_talk", "", 5.0)
+    assert ptt.decide("x", time.time())[0] is False
+    ptt.open_window(2.0)
+    assert ptt.decide("x", time.time())[0] is True
+    assert ptt.decide("x", time.time() + 10)[0] is False
+    w = make_worker(store, tiny_engine, tmp_path, mode="wake_phrase")
+    uid, x = store_utterance(store, tmp_path, 7)
+    w.submit(UtteranceJob(uid, x, "mic", time.time()))
+    settle(store, 1)
+    assert w.stop(60)
+    with store.session(write=False) as s:
+        u = repo.get_utterance(s, utterance_id=uid)
+        assert u.status == "done" and u.activation == "logged_only" and u.response is None
+        assert u.transcript is not None and u.encoded_path
+
+
+def test_a_failing_utterance_is_marked_and_the_worker_goes_on(store, tiny_engine, tmp_path):
+    import numpy as np
+
+    events: list = []
+    w = make_worker(store, tiny_engine, tmp_path, events=events)
+    bad_id, _ = store_utterance(store, tmp_path, 1)
+    good_id, good = store_utterance(store, tmp_path, 2)
+    w.submit(UtteranceJob(bad_id, np.zeros(0, dtype=np.float32), "mic", time.time()))  # nothing to encode
+    w.submit(UtteranceJob(good_id, good, "mic", time.time()))
+    settle(store, 2)
+    assert w.stop(60)
+    st = statuses(store)
+    assert st[bad_id] == "failed" and st[good_id] == "done"
+    assert any(kind == "utterance_failed" for kind, _ in events)
+
+
+def test_engine_load_failure_is_reported(store, tmp_path):
+    from assistant.errors import ModelFilesError
+
+    def boom():
+        raise ModelFilesError("no bundle here")
+
+    w = InferenceWorker(boom, store=store, data_dir=tmp_path, activation=Activation("always", "", 1.0),
+                        publish=lambda *a, **k: None, queue_max=1, queue_policy="drop_oldest")
+    w.start()
+    assert w.ready.wait(10) and isinstance(w.load_error, ModelFilesError)
+
+
+def test_stop_finishes_the_job_in_flight_and_leaves_the_queue_stored(store, tiny_engine, tmp_path):
+    w = make_worker(store, tiny_engine, tmp_path, queue_max=10)
+    gate = threading.Event()
+    w.call(lambda engine: gate.wait(30))
+    time.sleep(0.2)
+    ids = [store_utterance(store, tmp_path, i) for i in range(3)]
+    for uid, x in ids:
+        w.submit(UtteranceJob(uid, x, "mic", time.time()))
+    threading.Timer(0.3, gate.set).start()
+    assert w.stop(60)
+    assert set(statuses(store).values()) == {"captured"}  # still pending: the next start processes them
