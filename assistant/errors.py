@@ -34,6 +34,10 @@ class NetworkError(AssistantError):
     """A download was asked for and the model hub cannot be reached."""
 
 
+class BusyError(AssistantError):
+    """The daemon cannot take more work right now (e.g. the inference queue is full); try again."""
+
+
 class ConfigError(AssistantError):
     """A configuration value is missing or invalid; the message names the key."""
 

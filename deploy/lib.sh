@@ -15,7 +15,7 @@
 # shellcheck disable=SC2034  # used by the scripts that source this file
 APT_RUN=(libportaudio2 espeak-ng)
 # shellcheck disable=SC2034
-APT_TEST=("${APT_RUN[@]}" sox pulseaudio pulseaudio-utils libasound2-plugins flite festival festvox-kallpc16k systemd)
+APT_TEST=("${APT_RUN[@]}" sox pulseaudio pulseaudio-utils libasound2-plugins flite festival festvox-kallpc16k systemd shellcheck)
 
 TORCH_X86="torch==2.13.0"  # a CPU wheel; plain 'torch' would pull GBs of CUDA packages
 JETSON_TORCH_URL="https://docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform/index.html"

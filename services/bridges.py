@@ -48,7 +48,7 @@ async def activate(daemon, version: str) -> dict:
         loaded = Engine.load_bridge_for(path, engine.encoder, engine.llm)
         if loaded.version != version:
             raise ApiError(409, f"{path} holds bridge {loaded.version}, not {version}")
-        return engine.swap_bridge(loaded).version
+        return engine.swap_bridge(loaded)
 
     previous = await asyncio.wrap_future(daemon.worker.call(load_and_swap))
 
@@ -56,6 +56,36 @@ async def activate(daemon, version: str) -> dict:
         with daemon.store.session() as s:
             repo.set_active_bridge(s, version=version)
 
-    await asyncio.to_thread(record)
-    log.info("bridge %s active (was %s)", version, previous)
-    return {"active": version, "previous": previous}
+    try:
+        await asyncio.to_thread(record)
+    except Exception:
+        # The store must name what serves: put the previous bridge back before reporting the failure.
+        await asyncio.wrap_future(daemon.worker.call(lambda engine: engine.swap_bridge(previous)))
+        raise
+    log.info("bridge %s active (was %s)", version, previous.version)
+    return {"active": version, "previous": previous.version}
+
+
+async def restore_active(daemon) -> None:
+    """At start: serve the version the store names as active; a missing or corrupt one is refused
+    loudly and the bundle's bridge keeps serving (and becomes the active version again)."""
+    from assistant.store import repo
+
+    def active():
+        with daemon.store.session(write=False) as s:
+            return repo.get_active_bridge(s)
+
+    version = await asyncio.to_thread(active)
+    serving = daemon.worker.engine.bridge.version
+    if version is None or version == serving:
+        return
+    try:
+        await activate(daemon, version)
+    except Exception as exc:  # noqa: BLE001 - any failure means: do not serve it
+        log.error("the active bridge %s cannot be loaded (%s); serving %s instead", version, exc, serving)
+
+        def fall_back():
+            with daemon.store.session() as s:
+                repo.set_active_bridge(s, version=serving)
+
+        await asyncio.to_thread(fall_back)

@@ -26,15 +26,17 @@ log = logging.getLogger(__name__)
 
 def ensure_token(config: Config) -> str:
     """The API token: configured, else read from / generated into ``<data_dir>/api-token`` (0600)."""
-    if config.api.token:
-        return config.api.token
     path = config.data_path / "api-token"
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip()
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
+    if not config.api.token and path.is_file():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+    token = config.api.token or secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:  # the CLI verbs read it, configured or generated
         f.write(token + "\n")
+    os.replace(tmp, path)
     return token
 
 
@@ -85,10 +87,14 @@ class Daemon:
         if self.worker.load_error is not None:
             raise self.worker.load_error
         await asyncio.to_thread(self._prepare_store)
+        from services.bridges import restore_active
+
+        await restore_active(self)
         await self._requeue_pending()
         server, api_task = await self._start_api()
         source_task = asyncio.create_task(self._source_loop(), name="source")
         watchdog = asyncio.create_task(sdnotify.watchdog_loop(), name="watchdog")
+        retention = asyncio.create_task(self._retention_loop(), name="retention")
         sdnotify.notify("READY=1", f"STATUS=serving on {self.config.api.host}:{self.api_port}")
         log.info("ready: API on http://%s:%s, source %s, bundle %s", self.config.api.host, self.api_port,
                  self.config.source.kind, self.config.bundle_path())
@@ -110,6 +116,7 @@ class Daemon:
             log.error("the inference worker did not finish within %.0f s; its utterance stays queued in the store",
                       self.config.daemon.shutdown_timeout_s)
         watchdog.cancel()
+        retention.cancel()
         await asyncio.to_thread(self.store.close)
         (self.data_dir / "daemon.json").unlink(missing_ok=True)
         return 0
@@ -157,6 +164,28 @@ class Daemon:
         with self.store.session() as s:
             # Generic request-domain sentences; users add their own (contacts, places) through the API.
             repo.ensure_shipped_prompts(s, texts=[u.text for u in base_sentences(0)["dev"][:40]])
+
+    async def _retention_loop(self, every_s: float = 3600.0) -> None:
+        """Apply store.retention_days / retention_max_mb at start and hourly (labelled and pending
+        utterances are never deleted)."""
+        from assistant.store import repo
+
+        cfg = self.config.store
+        if not cfg.retention_days and not cfg.retention_max_mb:
+            return
+        while True:
+            def run():
+                with self.store.session() as s:
+                    return repo.apply_retention(s, data_dir=self.data_dir, max_age_days=cfg.retention_days or None,
+                                                max_bytes=int(cfg.retention_max_mb * 2**20) or None)
+            try:
+                result = await asyncio.to_thread(run)
+                if result.get("deleted"):
+                    log.info("retention: deleted %d utterance(s), freed %.1f MB", result["deleted"],
+                             result["freed_bytes"] / 2**20)
+            except Exception:
+                log.exception("retention failed; will retry")
+            await asyncio.sleep(every_s)
 
     def _job_states(self) -> dict[str, int]:
         from assistant.store import repo

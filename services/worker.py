@@ -49,16 +49,17 @@ class Activation:
 
         self.mode, self.window_s = mode, window_s
         self._phrase = normalize(wake_phrase)
-        self._window_until = 0.0
+        self._window = (0.0, 0.0)
         self._lock = threading.Lock()
 
     def open_window(self, seconds: float | None = None) -> float:
         with self._lock:
-            self._window_until = time.time() + (seconds or self.window_s)
-            return self._window_until
+            now = time.time()
+            self._window = (now, now + (seconds or self.window_s))
+            return self._window[1]
 
     def window_open_until(self) -> float:
-        return self._window_until
+        return self._window[1]
 
     def decide(self, transcript: str, captured_at: float) -> tuple[bool, str]:
         """-> (respond?, the text to respond to)."""
@@ -67,7 +68,8 @@ class Activation:
         if self.mode == "always":
             return True, transcript
         if self.mode == "push_to_talk":
-            return captured_at <= self._window_until, transcript
+            start, end = self._window
+            return start - 0.5 <= captured_at <= end, transcript  # 0.5 s: speech may start as the button is hit
         norm = normalize(transcript)
         if self._phrase and (norm == self._phrase or norm.startswith(self._phrase + " ")):
             return True, norm[len(self._phrase):].strip() or transcript
@@ -182,7 +184,9 @@ class InferenceWorker:
             repo.skip_utterance(s, utterance_id=job.utterance_id, reason=reason)
         self._publish("utterance_skipped", utterance_id=job.utterance_id, reason=reason)
         if job.future is not None and not job.future.done():
-            job.future.set_exception(AssistantError(reason))
+            from assistant.errors import BusyError
+
+            job.future.set_exception(BusyError(reason, fix="try again in a moment"))
 
     def _process(self, job: UtteranceJob) -> None:
         from assistant.store import files, repo
@@ -204,7 +208,10 @@ class InferenceWorker:
                        "transcript_s": turn.timings.transcript_s, "response_s": response_s}
             enc_path = frames = None
             if self.cache_encoded and turn.encoded is not None:
-                enc_path, frames = files.write_encoded(self.data_dir, uid, turn.encoded)
+                try:
+                    enc_path, frames = files.write_encoded(self.data_dir, uid, turn.encoded)
+                except AssistantError as exc:  # the turn stands; only personalization loses this example
+                    log.warning("utterance %d: encoder output not cached: %s", uid, exc)
             with self.store.session() as s:
                 repo.complete_turn(s, utterance_id=uid, transcript=turn.transcript, response=reply, timings=timings,
                                    bridge_version=turn.bridge_version,

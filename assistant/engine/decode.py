@@ -21,6 +21,8 @@ import torch
 
 MAX_NGRAM = 3
 MAX_PROPOSAL = 48
+FIRST_PROPOSAL = 16  # proposal length adapts: doubles while fully accepted, shrinks after a miss
+ONE_TOKEN_WINDOW = 3
 
 
 @dataclass(frozen=True)
@@ -33,19 +35,23 @@ class DecodeResult:
 
 
 def _propose(draft: Sequence[int], out: Sequence[int], anchor: int, limit: int) -> tuple[list[int], int]:
-    """Continuation of ``draft`` after the longest suffix of ``out`` that ends at or after ``anchor``.
+    """Continuation of ``draft`` where the newest output tokens are found in it (``[]`` if nowhere).
 
-    ``anchor`` is the draft position just after the last accepted draft token: the search never goes
-    back before it, so a repeated word cannot send the proposal back to an earlier spot.
+    ``anchor`` is the draft position just after the last accepted draft token; the search never goes
+    back before it, so a repeated word cannot send the proposal back to an earlier spot. A one-token
+    match counts only just after the anchor (a small insertion or deletion in the draft): with
+    character vocabularies one token matches almost anywhere and would propose garbage.
     """
     if not draft or limit <= 0:
         return [], anchor
     for n in range(min(MAX_NGRAM, len(out)), 0, -1):
         tail = list(out[-n:])
-        for p in range(max(0, anchor - n + 1), len(draft) - n + 1):
+        lo = max(0, anchor - n + 1)
+        hi = len(draft) - n + 1 if n > 1 else min(len(draft), anchor + ONE_TOKEN_WINDOW)
+        for p in range(lo, hi):
             if list(draft[p : p + n]) == tail:
                 start = p + n
-                return list(draft[start : start + min(limit, MAX_PROPOSAL)]), start
+                return list(draft[start : start + limit]), start
     return [], anchor
 
 
@@ -69,6 +75,7 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
     draft = next((v for v in variants if v and v[0] == nxt), variants[0])
     anchor = 0
     accepted_total = 0
+    span = FIRST_PROPOSAL
     device = prefix_embeds.device
     while True:
         if nxt in stop_ids:
@@ -76,7 +83,7 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
         out.append(nxt)
         if len(out) >= max_new_tokens:
             return DecodeResult(out, passes, "max_tokens", len(draft), accepted_total)
-        proposal, start = _propose(draft, out, anchor, max_new_tokens - len(out))
+        proposal, start = _propose(draft, out, anchor, min(span, max_new_tokens - len(out)))
         ids = torch.tensor([[nxt, *proposal]], device=device)
         logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0]
         passes += 1
@@ -89,6 +96,8 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
         if proposal:
             accepted_total += k
             anchor = start + k if k else anchor
+            # Long proposals cost compute in every pass: grow them only while the draft keeps agreeing.
+            span = min(MAX_PROPOSAL, span * 2) if k == len(proposal) else max(2, k + 1)
             if k < len(proposal):
                 # A negative count removes tokens in every transformers version (4.x took an absolute
                 # length, 5.x only the negative form).

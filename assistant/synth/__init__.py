@@ -5,7 +5,7 @@ voices (flite, festival, sox-warped espeak) and names the model never heard.
 
 - ``voice_spec``: ``VoiceSpec`` / ``parse`` (the ``ENGINE:VOICE[+VARIANT][,rate=N]...`` strings)
 - ``voices``: ``check_engine``, ``check_voice``, ``synthesize``
-- ``voice_sets``: ``TRAIN_VOICES``, ``HELDOUT_VOICES``, ``NEW_USER_EXAMPLES``, ``train_voice_for``
+- ``voices_sets``: ``TRAIN_VOICES``, ``HELDOUT_VOICES``, ``NEW_USER_EXAMPLES``, ``train_voice_for``
 - ``text``: ``normalize_text``, ``Utterance``, ``base_sentences``, ``personal_sentences``, ...
 - ``corpus``: ``generate``, ``read_manifest`` and the CLI (``python -m assistant.synth.corpus``)
 """

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant import __version__
-from assistant.errors import (AssistantError, AudioError, BridgeMismatchError, ModelFilesError, NotFoundError,
+from assistant.errors import (AssistantError, AudioError, BridgeMismatchError, BusyError, ModelFilesError, NotFoundError,
                               RefusedError, StoreError)
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ def _status_for(exc: AssistantError) -> int:
         return 415 if "not a readable audio" in exc.problem else 422
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, BusyError):
+        return 503
     if isinstance(exc, (BridgeMismatchError, ModelFilesError, RefusedError)):
         return 409
     if isinstance(exc, StoreError):
@@ -91,7 +93,7 @@ def create_app(daemon) -> FastAPI:
 
 
 def token_ok(daemon, header: str | None) -> bool:
-    if not header or not header.startswith("Bearer "):
+    if not header or not header.startswith("Bearer ") or not daemon.token:
         return False
     return secrets.compare_digest(header[7:].strip().encode(), daemon.token.encode())
 

@@ -13,9 +13,9 @@ from services.api.uploads import read_audio_upload
 router = APIRouter()
 
 
-async def _in_session(request: Request, fn):
-    def run():
-        with request.app.state.daemon.store.session() as s:
+async def _in_session(request: Request, fn, *, write: bool = True):
+    def run():  # read-only routes use deferred transactions: they never take the write lock
+        with request.app.state.daemon.store.session(write=write) as s:
             return fn(s)
 
     return await asyncio.to_thread(run)
@@ -32,7 +32,8 @@ def _err(status: int, msg: str):
 async def list_prompts(request: Request) -> dict:
     from assistant.store import repo
 
-    return await _in_session(request, lambda s: {"prompts": [repo.prompt_to_dict(p) for p in repo.list_prompts(s)]})
+    return await _in_session(request, lambda s: {"prompts": [repo.prompt_to_dict(p) for p in repo.list_prompts(s)]},
+                             write=False)
 
 
 class PromptIn(BaseModel):
@@ -79,7 +80,7 @@ async def list_bridges(request: Request) -> dict:
         return {"active": repo.get_active_bridge(s),
                 "versions": [repo.bridge_version_to_dict(b) for b in repo.list_bridge_versions(s)]}
 
-    return await _in_session(request, run)
+    return await _in_session(request, run, write=False)
 
 
 @router.post("/bridges/{version}/activate", tags=["bridges"])
@@ -103,7 +104,8 @@ class JobIn(BaseModel):
 async def list_jobs(request: Request) -> dict:
     from assistant.store import repo
 
-    return await _in_session(request, lambda s: {"jobs": [repo.job_to_dict(j) for j in repo.list_jobs(s)]})
+    return await _in_session(request, lambda s: {"jobs": [repo.job_to_dict(j) for j in repo.list_jobs(s)]},
+                             write=False)
 
 
 @router.post("/alignment/jobs", tags=["alignment"], status_code=201)
@@ -124,7 +126,7 @@ async def get_job(request: Request, job_id: int) -> dict:
     def run(s):
         return repo.job_to_dict(repo.get_job(s, job_id=job_id))
 
-    return await _in_session(request, run)
+    return await _in_session(request, run, write=False)
 
 
 @router.post("/alignment/jobs/{job_id}/cancel", tags=["alignment"])

@@ -16,9 +16,9 @@ def _store(request: Request):
     return request.app.state.daemon.store
 
 
-async def _in_session(request: Request, fn):
-    def run():
-        with _store(request).session() as s:
+async def _in_session(request: Request, fn, *, write: bool = True):
+    def run():  # read-only routes use deferred transactions: they never take the write lock
+        with _store(request).session(write=write) as s:
             return fn(s)
 
     return await asyncio.to_thread(run)
@@ -37,7 +37,7 @@ async def list_utterances(request: Request, limit: int = Query(50, ge=1, le=500)
         return {"total": total, "limit": limit, "offset": offset,
                 "utterances": [repo.utterance_to_dict(r) for r in rows]}
 
-    return await _in_session(request, run)
+    return await _in_session(request, run, write=False)
 
 
 @router.get("/utterances/{uid}")
@@ -47,7 +47,7 @@ async def get_utterance(request: Request, uid: int) -> dict:
     def run(s):
         return repo.utterance_to_dict(repo.get_utterance(s, utterance_id=uid))
 
-    return await _in_session(request, run)
+    return await _in_session(request, run, write=False)
 
 
 @router.get("/utterances/{uid}/audio")
@@ -58,7 +58,7 @@ async def get_audio(request: Request, uid: int):
     def run(s):
         return repo.get_utterance(s, utterance_id=uid).audio_path
 
-    rel = await _in_session(request, run)
+    rel = await _in_session(request, run, write=False)
     path = request.app.state.daemon.data_dir / rel
     if not path.is_file():
         raise ApiError(410, f"the audio of utterance {uid} is no longer on disk")

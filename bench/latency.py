@@ -1,0 +1,154 @@
+"""Latency from end of speech to transcript: ours against the plain pipeline, in one run.
+
+    python -m bench.latency [--bundle DIR ...] [--preset-shaped] [--n 10] [--json FILE]
+
+plain: at end of speech, encode the whole utterance, conv bridge, token-by-token greedy decoding.
+ours:  the encoder ran on 2 s chunks while the user spoke (StreamingEncoder), so only the tail is
+       encoded at end of speech; the bundle's default bridge; speculative decoding with the CTC draft.
+Also reported: the real-time factor of each stage (stage seconds / audio seconds), the time to the
+first response token after the transcript, and the WER of both (streaming costs some accuracy).
+Model sets: each --bundle (default: the shipped demo bundle and a tiny random bundle), and with
+--preset-shaped random weights shaped like HuBERT-base + Qwen2.5-0.5B (built once, ~2.4 GB, cached).
+The JSON holds, per model set, plain_s, ours_s and ratio (medians over the utterances).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def utterances(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
+    from assistant.synth import text as tx
+    from assistant.synth.voices import synthesize
+    from assistant.synth.voices_sets import train_voice_for
+
+    out = []
+    for u in tx.base_sentences(seed)["test"][200 : 200 + n]:
+        out.append((synthesize(train_voice_for(u.id, seed), u.text, seed=seed), u.text))
+    return out
+
+
+def _decode(engine, enc, duration_s: float, bridge, speculative: bool) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    text, _, _, _ = engine.transcribe_encoded(enc, duration_s, bridge=bridge, speculative=speculative)
+    return text, time.perf_counter() - t0
+
+
+def measure(bundle: Path, utts: list[tuple[np.ndarray, str]]) -> dict:
+    import torch
+
+    from assistant.engine.engine import Engine
+    from assistant.engine.streaming import StreamingEncoder
+    from assistant.metrics import wer
+
+    engine = Engine.from_bundle(bundle, device="cpu")
+    conv = engine.bridge if engine.bridge.kind == "conv" else \
+        Engine.load_bridge_for(engine.bundle.bridge_dir("conv"), engine.encoder, engine.llm)
+    ours_bridge = engine.bridge
+    stream = StreamingEncoder(engine.encoder, chunk_s=2.0, context_s=2.0)
+    rows = []
+    engine.run(utts[0][0])  # warm-up
+    for wave, ref in utts:
+        dur = len(wave) / 16000
+        # plain: everything after end of speech
+        t0 = time.perf_counter()
+        enc = engine.encode([wave])[0]
+        enc_s = time.perf_counter() - t0
+        plain_text, dec_s = _decode(engine, enc, dur, conv, speculative=False)
+        plain_s = time.perf_counter() - t0
+        # ours: chunks encoded as audio arrives (30 ms blocks); only the tail after end of speech
+        stream.reset()
+        during = 0.0
+        for i in range(0, len(wave), 480):
+            t1 = time.perf_counter()
+            stream.push(wave[i : i + 480])
+            during += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        enc_stream = stream.finish()
+        ours_text, _ = _decode(engine, enc_stream, dur, ours_bridge, speculative=engine.encoder.has_ctc)
+        ours_s = time.perf_counter() - t0
+        engine.reset_history()
+        _, first_s = _first_token(engine, ours_text)
+        rows.append({"dur": dur, "plain_s": plain_s, "ours_s": ours_s, "enc_rtf": enc_s / dur,
+                     "dec_rtf": dec_s / dur, "stream_rtf": during / dur, "first_token_s": first_s,
+                     "ref": ref, "plain": plain_text, "ours": ours_text})
+    med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
+    refs = [r["ref"] for r in rows]
+    return {"bundle": engine.bundle.manifest.name, "is_noise": engine.bundle.manifest.is_noise,
+            "ours_bridge": ours_bridge.kind, "n": len(rows), "audio_s_median": round(med("dur"), 2),
+            "plain_s": round(med("plain_s"), 4), "ours_s": round(med("ours_s"), 4),
+            "ratio": round(med("ours_s") / med("plain_s"), 3),
+            "rtf": {"encoder": round(med("enc_rtf"), 4), "plain_decode": round(med("dec_rtf"), 4),
+                    "streaming_encoder_during_speech": round(med("stream_rtf"), 4)},
+            "first_response_token_s": round(med("first_token_s"), 4),
+            "plain_wer": round(wer(refs, [r["plain"] for r in rows]).rate, 4),
+            "ours_wer": round(wer(refs, [r["ours"] for r in rows]).rate, 4),
+            "threads": torch.get_num_threads()}
+
+
+def _first_token(engine, transcript: str) -> tuple[str, float]:
+    """Time from transcript to the first response token (one prefill of the response prompt)."""
+    import torch
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        ids = engine.llm.response_ids(transcript, [])
+        logits = engine.llm.model(inputs_embeds=engine.llm.embed_ids(ids), logits_to_keep=1).logits
+        tok = int(logits[0, -1].argmax())
+    return engine.llm.tokenizer.decode([tok]), time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", action="append", default=[])
+    ap.add_argument("--preset-shaped", action="store_true", help="also random HuBERT-base + Qwen2.5-0.5B shapes")
+    ap.add_argument("--n", type=int, default=10)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    from assistant.config import demo_bundle_dir
+    from assistant.modelgen import build_bundle
+
+    bundles = [Path(b) for b in args.bundle]
+    tmp = Path(tempfile.mkdtemp(prefix="latency-"))
+    if not bundles:
+        if (demo_bundle_dir() / "manifest.json").is_file():
+            bundles.append(demo_bundle_dir())
+        bundles.append(build_bundle(tmp / "tiny"))
+    if args.preset_shaped:
+        cache = Path(os.environ.get("ASSISTANT_CACHE_DIR", Path.home() / ".cache" / "assistant")) / "preset-shaped"
+        if not (cache / "manifest.json").is_file():
+            print(f"==> building preset-shaped random bundle in {cache}", file=sys.stderr)
+            build_bundle(cache, shape="preset")
+        bundles.append(cache)
+    utts = utterances(args.n)
+    results = []
+    for b in bundles:
+        print(f"==> {b}", file=sys.stderr, flush=True)
+        results.append(measure(b, utts))
+    print(f"end of speech -> transcript, median over {args.n} espeak-ng utterances (CPU, "
+          f"{results[0]['threads']} threads)")
+    print(f"{'model set':<16}{'bridge':>7}{'plain s':>9}{'ours s':>9}{'ratio':>7}{'enc RTF':>9}{'dec RTF':>9}"
+          f"{'1st tok s':>10}{'plain WER':>10}{'ours WER':>9}")
+    for r in results:
+        print(f"{r['bundle']:<16}{r['ours_bridge']:>7}{r['plain_s']:>9.3f}{r['ours_s']:>9.3f}{r['ratio']:>7.2f}"
+              f"{r['rtf']['encoder']:>9.3f}{r['rtf']['plain_decode']:>9.3f}{r['first_response_token_s']:>10.3f}"
+              f"{r['plain_wer']:>10.3f}{r['ours_wer']:>9.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({r["bundle"]: r for r in results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
