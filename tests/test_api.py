@@ -228,3 +228,48 @@ def test_events_websocket_reports_turns(client, daemon):
 def test_server_still_serving_after_all_that(client):
     assert client.get("/v1/health").json()["status"] == "ok"
     assert post_turn(client, wav_bytes(0.8, seed=11)).status_code == 200
+
+
+def test_satellite_stream_over_websocket_becomes_logged_utterances(client, daemon, tmp_path):
+    """A remote microphone: format announced first, then 48 kHz stereo PCM; the VAD cuts it here."""
+    import asyncio
+
+    import websockets
+
+    from speech import espeak_wav
+
+    x, rate = sf.read(espeak_wav("turn off the bedroom lights", tmp_path / "sat.wav"), dtype="float32")
+    x48 = np.interp(np.arange(int(len(x) * 3)) / 3, np.arange(len(x)), x).astype(np.float32)  # 16k -> 48k
+    silence = np.zeros(48000 * 2, dtype=np.float32)
+    mono = np.concatenate([silence[:48000], x48, silence])
+    pcm = (np.stack([mono, mono], 1) * 32767).astype("<i2").tobytes()
+    before = client.get("/v1/utterances").json()["total"]
+
+    async def run():
+        url = f"ws://127.0.0.1:{daemon.port}/v1/stream"
+        async with websockets.connect(url, additional_headers=daemon.headers, open_timeout=10) as ws:
+            await ws.send(json.dumps({"format": "pcm_s16le", "sample_rate_hz": 48000, "channels": 2}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["ok"] is True
+            for i in range(0, len(pcm), 48000 * 4 // 10 * 2):  # ~0.1 s messages
+                await ws.send(pcm[i: i + 48000 * 4 // 10 * 2])
+            for _ in range(150):  # bounded: the utterance is cut after the trailing silence
+                await asyncio.sleep(0.1)
+                page = client.get("/v1/utterances", params={"limit": 5}).json()
+                if page["total"] > before and page["utterances"][0]["status"] == "done":
+                    return page["utterances"][0]
+        raise AssertionError("no utterance from the satellite")
+
+    u = asyncio.run(run())
+    assert u["source"].startswith("ws:") and 1.0 < u["duration_s"] < 5.0
+
+    async def bad_header():
+        url = f"ws://127.0.0.1:{daemon.port}/v1/stream"
+        async with websockets.connect(url, additional_headers=daemon.headers, open_timeout=10) as ws:
+            await ws.send(json.dumps({"format": "mp3", "sample_rate_hz": 48000, "channels": 2}))
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            return msg, closed.value.rcvd.code
+
+    msg, code = asyncio.run(bad_header())
+    assert code == 1003 and msg["field"] == "format"

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny corpus and few steps: checks the pipeline only")
     ap.add_argument("--work", default=None, help="corpus work dir (default: ~/.cache/assistant/demo-build)")
+    ap.add_argument("--reuse", metavar="PARTS", default="",
+                    help="comma list of encoder,llm: take them from the existing --out bundle instead of "
+                         "training again (to iterate on later stages; recorded in the manifest)")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     timer = Timer()
@@ -58,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    reuse = {p for p in args.reuse.split(",") if p}
+    if reuse - {"encoder", "llm"}:
+        ap.error(f"--reuse takes encoder and/or llm, not {sorted(reuse - {'encoder', 'llm'})}")
+    old_build = json.loads((out / "manifest.json").read_text())["build"] if reuse else {}
+    for part in reuse:
+        shutil.copytree(out / part, tmp / part)
 
     enc_r, lm_r, br_r = encoder_train.EncoderRecipe(seed=args.seed), lm_train.LMRecipe(seed=args.seed), \
         bridge_train.BridgeRecipe(seed=args.seed)
@@ -70,24 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     train_waves = timer.run("load audio", assemble.load_waves, train_rows)
     dev_waves = assemble.load_waves(dev_rows)
 
-    fe = encoder_train.feature_extractor()
-    feats = timer.run("log-mel features", encoder_train.fbank, fe, train_waves)
-    dev_feats = encoder_train.fbank(fe, dev_waves)
     texts = [r["text"] for r in train_rows]
-    model, vocab, dev_cer = timer.run("train encoder", encoder_train.train, enc_r, feats, texts, dev_feats,
-                                      [r["text"] for r in dev_rows])
-    log(f"encoder dev CER (greedy CTC) {dev_cer:.3f}")
-    encoder_train.save(model.half(), vocab, tmp / "encoder")
-    del feats
+    if "encoder" in reuse:
+        enc_r = encoder_train.EncoderRecipe(**old_build["recipes"]["encoder"])
+        dev_cer = old_build.get("encoder_dev_cer", float("nan"))
+    else:
+        fe = encoder_train.feature_extractor()
+        feats = timer.run("log-mel features", encoder_train.fbank, fe, train_waves)
+        dev_feats = encoder_train.fbank(fe, dev_waves)
+        model, vocab, dev_cer = timer.run("train encoder", encoder_train.train, enc_r, feats, texts, dev_feats,
+                                          [r["text"] for r in dev_rows])
+        log(f"encoder dev CER (greedy CTC) {dev_cer:.3f}")
+        encoder_train.save(model.half(), vocab, tmp / "encoder")
+        del feats, dev_feats
 
     from assistant.modelgen import char_tokenizer
 
-    tok = char_tokenizer()
-    pairs = corpora.lm_pairs(train_rows, seed=args.seed)
-    lm = timer.run("train LLM", lm_train.train, lm_r, tok, pairs)
-    lm.half().save_pretrained(tmp / "llm")  # fp16 on disk keeps the bundle small; loading casts back
-    lm.float()
-    tok.save_pretrained(tmp / "llm")
+    if "llm" in reuse:
+        lm_r = lm_train.LMRecipe(**old_build["recipes"]["llm"])
+    else:
+        tok = char_tokenizer()
+        lm = timer.run("train LLM", lm_train.train, lm_r, tok, corpora.lm_pairs(seed=args.seed))
+        lm.half().save_pretrained(tmp / "llm")  # fp16 on disk keeps the bundle small; loading casts back
+        tok.save_pretrained(tmp / "llm")
 
     from assistant.engine.checkpoint import new_bridge, save_bridge
     from assistant.engine.encoder import SpeechEncoder
@@ -101,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = {}
     for kind, hidden in (("conv", 256), ("ctc", 384)):
         b = new_bridge(kind, encoder_dim=encoder.dim, llm_dim=llm.dim, encoder_id=enc_id, llm_id=llm_id,
-                       hidden_dim=hidden, ctc_blank_id=encoder.blank_id, version="base", seed=args.seed)
+                       hidden_dim=hidden, ctc_blank_id=encoder.blank_id, version=f"base-{kind}", seed=args.seed)
         timer.run(f"train {kind} bridge", bridge_train.train, br_r, b, llm, [e.features for e in encoded],
                   [e.ctc_logits for e in encoded], texts)
         save_bridge(b, tmp / "bridge" / kind, metrics={}, training={"recipe": asdict(br_r), "n": len(texts)})
@@ -128,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = sets["regression"]
         timer.run("regression set", assemble.save_regression, tmp, engine, rows, assemble.load_waves(rows))
 
-    build = {"command": "python -m bench.demo.build" + (" --quick" if args.quick else ""), "seed": args.seed,
+    build = {"command": "python -m bench.demo.build" + (" --quick" if args.quick else "") +
+             (f" --reuse {args.reuse}" if reuse else ""), "seed": args.seed, "encoder_dev_cer": round(dev_cer, 4),
+             "reused": {p: old_build.get("built_at") for p in sorted(reuse)},
              "recipes": {"encoder": asdict(enc_r), "llm": asdict(lm_r), "bridge": asdict(br_r)},
              "corpus": {k: len(v) for k, v in {"train": train_rows, "dev": dev_rows, **sets}.items()},
              "stage_seconds": timer.stages, "total_seconds": round(sum(timer.stages.values()), 1),

@@ -44,6 +44,6 @@ def build(sizes: dict[str, int], *, seed: int = 0, work: str | None = None) -> d
     return sets
 
 
-def lm_pairs(train_rows: list[dict], seed: int = 0) -> list[tuple[str, str]]:
+def lm_pairs(seed: int = 0) -> list[tuple[str, str]]:
     """LLM text: every base train sentence with its reply (more text than the audio covers)."""
     return [(t, r) for t, r in tx.lm_training_text(seed)]
