@@ -140,6 +140,44 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class AlignmentConfig:
+    """Personalized alignment of the bridge at idle time (see assistant/alignment/)."""
+
+    enabled: bool = True
+    method: str = "default"  # default | backprop | zo | embed | embed+backprop
+    idle_s: float = 300.0  # no speech and no API turns for this long before a job starts
+    min_new_labels: int = 20  # labels added since the last job
+    window: str = "00:00-24:00"  # local time range in which jobs may run, e.g. "01:00-06:00"
+    heldout_share: float = 0.2  # labelled utterances kept out of training for the gate (stable by id)
+    min_heldout: int = 10  # fewer held-out utterances: no gate decision, the job is rejected
+    min_improvement: float = 0.05  # relative user-WER cut the candidate must reach (0.05 = 5 %)
+    generic_tolerance: float = 0.02  # allowed relative rise of the generic regression WER
+    max_steps: int = 200
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _check(self.method in ("default", "backprop", "zo", "embed", "embed+backprop"), "alignment.method",
+               "'default', 'backprop', 'zo', 'embed', 'embed+backprop'")
+        _check(self.idle_s >= 0 and self.min_new_labels >= 0, "alignment.idle_s", "idle_s >= 0, min_new_labels >= 0")
+        _check(_valid_window(self.window), "alignment.window", "'HH:MM-HH:MM' (24 h clock; may wrap midnight)")
+        _check(0 < self.heldout_share < 1, "alignment.heldout_share", "a fraction between 0 and 1")
+        _check(self.min_heldout >= 1, "alignment.min_heldout", "an integer >= 1")
+        _check(self.min_improvement >= 0 and self.generic_tolerance >= 0, "alignment.min_improvement",
+               "min_improvement >= 0 and generic_tolerance >= 0")
+        _check(self.max_steps >= 1 and self.batch_size >= 1 and self.learning_rate > 0, "alignment.max_steps",
+               "max_steps >= 1, batch_size >= 1, learning_rate > 0")
+
+
+def _valid_window(window: str) -> bool:
+    try:
+        a, b = window.split("-")
+        return all(0 <= int(h) <= 24 and 0 <= int(m) < 60 for h, m in (x.split(":") for x in (a, b)))
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = ""  # empty: $ASSISTANT_DATA_DIR or $XDG_DATA_HOME/assistant
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -149,6 +187,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     @property
     def data_path(self) -> Path:
@@ -170,7 +209,7 @@ def _check(ok: bool, key: str, allowed: str) -> None:
 
 
 _SECTIONS = {"audio": AudioConfig, "engine": EngineConfig, "vad": VadConfig, "source": SourceConfig,
-             "api": ApiConfig, "store": StoreConfig, "daemon": DaemonConfig}
+             "api": ApiConfig, "store": StoreConfig, "daemon": DaemonConfig, "alignment": AlignmentConfig}
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
