@@ -40,7 +40,7 @@ async def activate(daemon, version: str) -> dict:
             if row.status == "rejected":
                 raise ApiError(409, f"bridge version {version} was rejected by the quality gate and cannot be "
                                     "activated")
-            return Path(row.path)
+            return daemon.data_dir / row.path  # trained versions are stored relative to the data dir
 
     path = await asyncio.to_thread(lookup)
 

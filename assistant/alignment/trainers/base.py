@@ -1,0 +1,198 @@
+"""The recipe protocol every bridge trainer follows, its settings, and the pieces all recipes share.
+
+A recipe (like a torchtune recipe) is driven by the scheduler in five calls::
+
+    recipe.setup(engine, parent, train, settings, resume_from=None)   # candidate = deep copy of parent
+    status = recipe.train(should_pause=..., on_progress=...)          # "done" | "paused"
+    recipe.save(directory)                                            # resumable checkpoint (paused jobs)
+    candidate = recipe.result()                                       # a NEW LoadedBridge; parent untouched
+    recipe.cleanup()
+
+Only the bridge is trained. The frozen LLM (``engine.llm``) is the serving model itself, shared and
+never copied: recipes never write its weights and restore any mode they change. ``should_pause`` is
+checked between steps, so a pause takes effect within one step.
+
+Every random draw a recipe makes (batch order, replay picks, ZO directions) is derived from
+``(settings.seed, step)``, so "the RNG state" of a checkpoint is just the seed and the step: a resumed
+job draws exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import torch
+
+from assistant.engine.checkpoint import LoadedBridge
+from assistant.engine.encoder import EncoderOutput
+
+log = logging.getLogger(__name__)
+
+
+class LabelledExample(Protocol):
+    """What a trainer needs from one example (``alignment.data.Example``, ``RegressionItem``...)."""
+
+    @property
+    def encoded(self) -> EncoderOutput: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    max_steps: int = 200
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0
+    anchor_weight: float = 0.0  # 0.5 * w * ||theta - theta_parent||^2, against forgetting generic speech
+    replay: Sequence[Any] = ()  # generic labelled examples (e.g. the regression set) mixed into batches
+    replay_share: float = 0.25  # share of each batch drawn from ``replay`` (when it is not empty)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("max_steps >= 0, batch_size >= 1 and learning_rate > 0 are required")
+        if not 0 <= self.replay_share < 1 or self.anchor_weight < 0:
+            raise ValueError("replay_share must be in [0, 1) and anchor_weight >= 0")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able summary (replay examples are data, so only their count)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "replay"}
+        return {**d, "replay": len(self.replay)}
+
+
+@dataclass
+class Progress:
+    step: int  # steps done (1-based after the first step)
+    total: int
+    loss: float  # the recipe's objective on this step's batch (without the anchor term)
+    seconds: float  # training time so far, over all resumes
+    extra_memory_mb: float = 0.0  # best-effort peak memory added by training (see MemoryMeter)
+
+
+@runtime_checkable
+class Recipe(Protocol):
+    name: str
+
+    def setup(self, engine: Any, parent: LoadedBridge, train: Sequence[LabelledExample], settings: TrainSettings,
+              *, resume_from: Path | None = None) -> None: ...
+
+    def train(self, *, should_pause: Callable[[], bool], on_progress: Callable[[Progress], None]) -> str: ...
+
+    def save(self, directory: Path) -> Path: ...
+
+    def result(self) -> LoadedBridge: ...
+
+    def cleanup(self) -> None: ...
+
+
+def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None) -> LoadedBridge:
+    """A trainable deep copy of the serving ``parent`` (its module is never touched).
+
+    ``init`` (optional) supplies starting weights other than the parent's, e.g. the previous stage of a
+    sequential recipe; version bookkeeping still names the real parent.
+    """
+    module = copy.deepcopy(parent.module)
+    if init is not None:
+        module.load_state_dict(init.state_dict())
+    cfg = dataclasses.replace(parent.config, version="candidate", parent_version=parent.version, metrics={},
+                              training={}, created_at="", sha256="")
+    return LoadedBridge(module=module, config=cfg)
+
+
+def finished_bridge(candidate: LoadedBridge, module: torch.nn.Module, training: dict[str, Any]) -> LoadedBridge:
+    """The result handed to the scheduler: a copy, frozen, in eval mode, with the training record."""
+    module = copy.deepcopy(module).eval().requires_grad_(False)
+    cfg = dataclasses.replace(candidate.config, training={**candidate.config.training, **training})
+    return LoadedBridge(module=module, config=cfg)
+
+
+def lr_factor(step: int, total: int) -> float:
+    """Short linear warm-up then cosine decay to 10 %; a pure function of the step, so resumes match."""
+    warm = max(1, min(10, total // 10))
+    if step < warm:
+        return (step + 1) / warm
+    p = (step - warm) / max(1, total - warm)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, step, query...): cheap, stable across runs and platforms."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def _rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+class MemoryMeter:
+    """Best-effort extra peak memory of a training job.
+
+    Host: the growth of the process's peak RSS (``ru_maxrss``) since setup. A peak reached before setup
+    (e.g. loading the models) hides training memory below it, so this is a lower bound. GPU: the growth
+    of ``torch.cuda.max_memory_allocated`` since setup. tracemalloc is not used: it does not see
+    torch's allocations and slows every step.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.rss0 = _rss_mb()
+        self.gpu0 = torch.cuda.max_memory_allocated(device) / 2**20 if self.cuda else 0.0
+        self.device = device
+
+    def extra_mb(self) -> float:
+        extra = max(0.0, _rss_mb() - self.rss0)
+        if self.cuda:
+            extra += max(0.0, torch.cuda.max_memory_allocated(self.device) / 2**20 - self.gpu0)
+        return round(extra, 1)
+
+
+class StepLoop:
+    """Counts steps and time, checks for a pause between steps, reports progress."""
+
+    def __init__(self, total: int, meter: MemoryMeter) -> None:
+        self.total = total
+        self.step = 0
+        self.seconds = 0.0
+        self.last_loss = float("nan")
+        self.meter = meter
+
+    def run(self, step_fn: Callable[[int], float], should_pause: Callable[[], bool],
+            on_progress: Callable[[Progress], None], name: str) -> str:
+        while self.step < self.total:
+            if should_pause():
+                log.info("%s: paused after step %d/%d", name, self.step, self.total)
+                return "paused"
+            t0 = time.perf_counter()
+            loss = step_fn(self.step)
+            self.seconds += time.perf_counter() - t0
+            self.step += 1
+            self.last_loss = loss
+            on_progress(Progress(self.step, self.total, loss, self.seconds, self.meter.extra_mb()))
+        return "done"
+
+    def record(self) -> dict[str, Any]:
+        loss = None if math.isnan(self.last_loss) else self.last_loss  # strict JSON has no NaN
+        return {"step": self.step, "seconds": self.seconds, "last_loss": loss}
+
+    def restore(self, meta: dict[str, Any]) -> None:
+        self.step, self.seconds = int(meta["step"]), float(meta["seconds"])
+        loss = meta.get("last_loss")
+        self.last_loss = float("nan") if loss is None else float(loss)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device

@@ -1,0 +1,135 @@
+"""The AdamW training loop shared by the gradient recipes (backprop, embed); they differ in the objective.
+
+Composition: a ``GradientRecipe`` is given an objective factory ``(llm, inputs) -> objective`` and an
+optional ``around_step`` context (backprop uses it for gradient checkpointing). Each step: batch from the
+seeded plan, lr from the step (warm-up + cosine), loss = objective + optional anchor
+``0.5 * w * sum ||theta - theta_parent||^2``, backward, clip to norm 1, AdamW (no weight decay: the
+anchor, not a pull toward zero, is what keeps the bridge near a working one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Sequence
+
+import torch
+
+from assistant.alignment.trainers.base import (LabelledExample, MemoryMeter, Progress, StepLoop, TrainSettings,
+                                               candidate_of, finished_bridge, lr_factor, module_device)
+from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, fingerprint, mean_objective
+from assistant.alignment.trainers.state import (load_module, load_optimizer, module_tensors, optimizer_state,
+                                                read_state, write_state)
+from assistant.engine.checkpoint import LoadedBridge
+
+log = logging.getLogger(__name__)
+
+Objective = Callable[[torch.nn.Module, Sequence[int]], torch.Tensor]
+ObjectiveFactory = Callable[[Any, BridgeInputs], Objective]
+
+
+def anchor_penalty(params: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None, weight: float
+                   ) -> torch.Tensor | float:
+    if anchor is None or weight == 0:
+        return 0.0
+    return 0.5 * weight * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
+
+
+class GradientRecipe:
+    def __init__(self, name: str, make_objective: ObjectiveFactory, *,
+                 around_step: Callable[[Any], ContextManager[None]] | None = None, clip_norm: float = 1.0) -> None:
+        self.name = name
+        self.make_objective = make_objective
+        self.around_step = around_step
+        self.clip_norm = clip_norm
+        self._ready = False
+
+    # --- protocol -------------------------------------------------------------------------------------
+    def setup(self, engine: Any, parent: LoadedBridge, train: Sequence[LabelledExample], settings: TrainSettings,
+              *, resume_from: Path | None = None, init: torch.nn.Module | None = None) -> None:
+        self.llm = engine.llm
+        self.settings = settings
+        self.candidate = candidate_of(parent, init)
+        module = self.candidate.module.train().requires_grad_(True)
+        device = module_device(module)
+        self.meter = MemoryMeter(device)
+        self.data = fingerprint(train)
+        self.n_train = len(train)
+        self.inputs = BridgeInputs(module, [*train, *settings.replay], device)
+        self.plan = BatchPlan(self.inputs.texts, self.inputs.frames, len(train), len(settings.replay),
+                              settings.batch_size, settings.replay_share, settings.seed)
+        self.objective = self.make_objective(self.llm, self.inputs)
+        self.params = [p for p in module.parameters()]
+        self.anchor = ([p.detach().clone() for p in parent.module.parameters()]
+                       if settings.anchor_weight > 0 else None)
+        self.opt = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=0.0)
+        self.loop = StepLoop(settings.max_steps, self.meter)
+        if resume_from is not None:
+            tensors, meta = read_state(resume_from, recipe=self.name, fingerprint=self.data)
+            load_module("bridge", module, tensors)
+            load_optimizer(self.opt, tensors, meta["optimizer"])
+            self.loop.restore(meta)
+            log.info("%s: resumed at step %d/%d from %s", self.name, self.loop.step, self.loop.total, resume_from)
+        self._ready = True
+
+    def train(self, *, should_pause: Callable[[], bool], on_progress: Callable[[Progress], None]) -> str:
+        status = self.loop.run(self._step, should_pause, on_progress, self.name)
+        if status == "done":
+            log.info("%s: %d steps in %.1f s, last loss %.4f, extra memory %.0f MB", self.name, self.loop.total,
+                     self.loop.seconds, self.loop.last_loss, self.meter.extra_mb())
+        return status
+
+    def save(self, directory: Path) -> Path:
+        opt_tensors, opt_meta = optimizer_state(self.opt)
+        tensors = {**module_tensors("bridge", self.candidate.module), **opt_tensors}
+        meta = {"recipe": self.name, "data": self.data, "settings": self.settings.to_json(),
+                "optimizer": opt_meta, "rng": {"derived_from": ["seed", "step"], "seed": self.settings.seed},
+                **self.loop.record()}
+        return write_state(Path(directory), tensors, meta)
+
+    def result(self) -> LoadedBridge:
+        return finished_bridge(self.candidate, self.candidate.module, self.training_record())
+
+    def cleanup(self) -> None:
+        for name in ("inputs", "objective", "opt", "anchor", "params", "plan"):
+            self.__dict__.pop(name, None)
+        self._ready = False
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # --- extras ---------------------------------------------------------------------------------------
+    def training_record(self) -> dict[str, Any]:
+        return {"method": self.name, **self.settings.to_json(), "steps_done": self.loop.step,
+                "n_train": self.n_train, "final_loss": self.loop.last_loss,
+                "seconds": round(self.loop.seconds, 2), "extra_memory_mb": self.meter.extra_mb()}
+
+    def extra_memory_mb(self) -> float:
+        return self.meter.extra_mb()
+
+    def evaluate(self, objective: Objective | None = None) -> float:
+        """The objective (default: this recipe's) over the training examples, no anchor, no gradients."""
+        return mean_objective(objective or self.objective, self.candidate.module,
+                              self.plan.eval_batches(self.settings.batch_size))
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
+
+    def _step(self, step: int) -> float:
+        idx = self.plan.batch(step)
+        for g in self.opt.param_groups:
+            g["lr"] = self.settings.learning_rate * lr_factor(step, self.settings.max_steps)
+        self.opt.zero_grad(set_to_none=True)
+        ctx = self.around_step(self.llm) if self.around_step is not None else contextlib.nullcontext()
+        with ctx:
+            loss = self.objective(self.candidate.module, idx)
+            total = loss + anchor_penalty(self.params, self.anchor, self.settings.anchor_weight)
+            total.backward()  # inside the context: checkpointed layers recompute during backward
+        if not torch.isfinite(loss):
+            log.warning("%s: non-finite loss at step %d; update skipped", self.name, step)
+            self.opt.zero_grad(set_to_none=True)
+            return float(loss)
+        torch.nn.utils.clip_grad_norm_(self.params, self.clip_norm)
+        self.opt.step()
+        return float(loss.detach())

@@ -1,0 +1,266 @@
+"""Bridge trainers (assistant/alignment/trainers): loss goes down, the serving parent stays untouched,
+ZO builds no autograd graph, preemption + resume equals an uninterrupted run, checkpoints hold no pickle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import noise_wave
+
+from assistant.alignment.trainers import BackpropRecipe, Recipe, TrainSettings, ZeroOrderRecipe, make_recipe
+from assistant.alignment.trainers.backprop import TranscriptObjective, checkpointing_enabled
+from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, mean_objective
+from assistant.alignment.trainers.embed import resample
+from assistant.alignment.trainers.tt import TTAdapter, factor_pair, fold_into
+from assistant.engine.checkpoint import LoadedBridge, save_bridge
+from assistant.engine.encoder import EncoderOutput
+from assistant.errors import ModelFilesError
+
+TEXTS = ["turn on the light", "what time is it", "call mom", "play some music", "stop", "set a timer for ten minutes"]
+# (method, learning rate, steps) that give a clear decrease on the tiny bundle in well under a second
+# (zo: more steps, and SPSA on every bridge parameter wants a smaller step than Adam)
+RUNS = {"backprop": (1e-2, 30), "embed": (1e-2, 30), "embed+backprop": (1e-2, 30), "zo": (1e-3, 60)}
+
+
+@dataclass(frozen=True)
+class Ex:
+    encoded: EncoderOutput
+    text: str
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # a long job shares this machine; tiny models gain nothing from threads
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def examples(tiny_engine) -> list[Ex]:
+    waves = [noise_wave(0.6 + 0.1 * i, 100 + i) for i in range(12)]
+    return [Ex(e, TEXTS[i % len(TEXTS)]) for i, e in enumerate(tiny_engine.encoder.encode_many(waves))]
+
+
+@pytest.fixture(scope="module")
+def parents(tiny_engine, tiny_bundle) -> dict[str, LoadedBridge]:
+    ctc = tiny_engine.load_bridge_for(tiny_bundle / "bridge" / "ctc", tiny_engine.encoder, tiny_engine.llm)
+    return {"conv": tiny_engine.bridge, "ctc": ctc}
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 0.0) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol, rtol=0) for k in a)
+
+
+def run(recipe, engine, parent, examples, settings, *, pause_after: int | None = None, resume_from=None):
+    steps: list[int] = []
+    recipe.setup(engine, parent, examples, settings, resume_from=resume_from)
+    status = recipe.train(should_pause=lambda: pause_after is not None and len(steps) >= pause_after,
+                          on_progress=lambda p: steps.append(p.step))
+    return status, steps
+
+
+@pytest.mark.parametrize("kind", ["conv", "ctc"])
+@pytest.mark.parametrize("method", list(RUNS))
+def test_training_lowers_its_objective_and_leaves_the_parent(method, kind, tiny_engine, parents, examples, tmp_path):
+    parent = parents[kind]
+    before_parent = snapshot(parent.module)
+    lr, steps = RUNS[method]
+    recipe = make_recipe(method)
+    recipe.setup(tiny_engine, parent, examples, TrainSettings(max_steps=steps, learning_rate=lr, batch_size=8))
+    before = recipe.evaluate()
+    progress = []
+    assert recipe.train(should_pause=lambda: False, on_progress=progress.append) == "done"
+    after = recipe.evaluate()
+    assert after < before * 0.9, (method, kind, before, after)
+    assert [p.step for p in progress] == list(range(1, steps + 1)) and progress[-1].total == steps
+    assert all(p.seconds >= 0 and p.extra_memory_mb >= 0 for p in progress)
+
+    result = recipe.result()
+    recipe.cleanup()
+    assert same(snapshot(parent.module), before_parent)  # the serving bridge never moved
+    assert result.module is not parent.module and not same(snapshot(result.module), before_parent)
+    assert result.version == "candidate" and result.config.parent_version == parent.version
+    assert result.config.training["method"] == method and result.config.training["steps_done"] == steps
+    assert not any(p.requires_grad for p in result.module.parameters()) and not result.module.training
+    # the engine can store, load and serve the candidate
+    save_bridge(result, tmp_path / "cand")
+    loaded = tiny_engine.load_bridge_for(tmp_path / "cand", tiny_engine.encoder, tiny_engine.llm)
+    assert same(snapshot(loaded.module), snapshot(result.module), atol=1e-7)
+    text, *_ = tiny_engine.transcribe_encoded(examples[0].encoded, 1.0, bridge=loaded)
+    assert isinstance(text, str)
+
+
+def test_zo_builds_no_autograd_graph(tiny_engine, parents, examples):
+    grad_modes: list[bool] = []
+    hook = lambda module, args, out: grad_modes.append(torch.is_grad_enabled())  # noqa: E731
+    recipe = ZeroOrderRecipe()
+    recipe.setup(tiny_engine, parents["conv"], examples, TrainSettings(max_steps=6, learning_rate=1e-3, batch_size=8))
+    handles = [tiny_engine.llm.model.register_forward_hook(hook), recipe.candidate.module.register_forward_hook(hook)]
+    try:
+        assert recipe.train(should_pause=lambda: False, on_progress=lambda p: None) == "done"
+    finally:
+        for h in handles:
+            h.remove()
+    assert grad_modes and not any(grad_modes)
+    assert all(p.grad is None and not p.requires_grad for p in recipe.candidate.module.parameters())
+    assert all(p.grad is None for p in tiny_engine.llm.model.parameters())
+    # AdaZeta: 12 examples in batches of 8 = 2 steps per epoch; Q = floor(sqrt(epoch)), at most q_max
+    assert [recipe.queries(s) for s in (0, 1, 2, 7, 8, 10_000)] == [1, 1, 1, 2, 2, 8]
+
+
+def test_zo_tt_adapter_trains_and_folds_exactly(tiny_engine, parents, examples):
+    assert factor_pair(896) == (28, 32) and factor_pair(64) == (8, 8) and factor_pair(7) == (1, 7)
+    parent = parents["ctc"]
+    recipe = ZeroOrderRecipe(tt_rank=2, learning_rate=3e-2)
+    recipe.setup(tiny_engine, parent, examples, TrainSettings(max_steps=40, batch_size=8))
+    assert recipe.adapter is not None and recipe.adapter.n_params == (8 * 8 + 8 * 8) * 2
+    before = recipe.evaluate()
+    assert abs(before - mean_objective(TranscriptObjective(tiny_engine.llm, recipe.inputs), parent.module,
+                                       recipe.plan.eval_batches(8))) < 1e-6  # W_a = 0 at the start
+    recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
+    after = recipe.evaluate()
+    assert after < before * 0.95, (before, after)
+    folded = recipe.result()
+    assert result_record_ok(folded)
+    plain = mean_objective(TranscriptObjective(tiny_engine.llm, recipe.inputs), folded.module,
+                           recipe.plan.eval_batches(8))
+    assert abs(plain - after) < 1e-4  # the folded bridge computes what bridge + adapter computed
+
+
+def result_record_ok(bridge: LoadedBridge) -> bool:
+    return bridge.config.training.get("adapter", {}).get("merged_into") == "final Linear"
+
+
+def test_fold_is_the_residual_adapter():
+    torch.manual_seed(0)
+    from assistant.engine.bridge import CtcBridge
+
+    bridge = CtcBridge(6, 12, 5, blank_id=0)
+    adapter = TTAdapter(12, 3)
+    with torch.no_grad():
+        adapter.core2.normal_()
+    x = torch.randn(4, 6)
+    want = adapter(bridge.forward_segments(x))
+    got = fold_into(bridge, adapter).forward_segments(x)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("method,options,pause_after", [
+    ("backprop", {}, 4), ("zo", {}, 5), ("zo", {"tt_rank": 2}, 6), ("embed", {}, 4), ("embed+backprop", {}, 3),
+    ("embed+backprop", {}, 7)])
+def test_pause_save_resume_equals_an_uninterrupted_run(method, options, pause_after, tiny_engine, parents, examples,
+                                                       tmp_path):
+    kind = "ctc" if method == "embed" else "conv"
+    settings = TrainSettings(max_steps=10, learning_rate=1e-2 if method != "zo" else 1e-3, batch_size=5, seed=3,
+                             anchor_weight=0.1, replay=tuple(examples[:4]), replay_share=0.4)
+    train = examples[4:]
+    whole = make_recipe(method, **options)
+    status, steps = run(whole, tiny_engine, parents[kind], train, settings)
+    assert status == "done" and steps == list(range(1, 11))
+    full = snapshot(whole.result().module)
+
+    first = make_recipe(method, **options)
+    status, steps = run(first, tiny_engine, parents[kind], train, settings, pause_after=pause_after)
+    assert status == "paused" and steps == list(range(1, pause_after + 1))  # stopped within one step
+    ckpt = first.save(tmp_path / "job")
+    first.cleanup()
+    files = [p for p in Path(ckpt).rglob("*") if p.is_file()]
+    assert files and all(p.suffix in (".safetensors", ".json") for p in files), files  # no pickle, ever
+
+    second = make_recipe(method, **options)
+    status, steps = run(second, tiny_engine, parents[kind], train, settings, resume_from=ckpt)
+    assert status == "done" and steps == list(range(pause_after + 1, 11))
+    assert same(snapshot(second.result().module), full, atol=1e-6)  # bitwise on CPU in practice
+
+
+def test_resume_refuses_another_job(tiny_engine, parents, examples, tmp_path):
+    settings = TrainSettings(max_steps=4, batch_size=4)
+    recipe = make_recipe("backprop")
+    run(recipe, tiny_engine, parents["conv"], examples, settings, pause_after=2)
+    recipe.save(tmp_path / "job")
+    with pytest.raises(ModelFilesError, match="embed"):
+        make_recipe("embed").setup(tiny_engine, parents["conv"], examples, settings, resume_from=tmp_path / "job")
+    with pytest.raises(ModelFilesError, match="another set"):
+        make_recipe("backprop").setup(tiny_engine, parents["conv"], examples[:6], settings,
+                                      resume_from=tmp_path / "job")
+
+
+def test_gradient_checkpointing_is_only_on_during_steps(tiny_engine, parents, examples):
+    model = tiny_engine.llm.model
+    seen: list[bool] = []
+    layer = model.model.layers[0]
+    handle = layer.register_forward_hook(lambda m, a, o: seen.append(checkpointing_enabled(model) and m.training))
+    settings = TrainSettings(max_steps=5, learning_rate=1e-2, batch_size=6)
+    try:
+        with_gc = BackpropRecipe(gradient_checkpointing=True)
+        run(with_gc, tiny_engine, parents["conv"], examples, settings)
+    finally:
+        handle.remove()
+    assert seen and all(seen)
+    assert not checkpointing_enabled(model) and not model.training  # the serving model is as it was
+    assert not getattr(model, "_require_grads_hooks", None)
+    plain = BackpropRecipe()
+    run(plain, tiny_engine, parents["conv"], examples, settings)
+    assert same(snapshot(with_gc.result().module), snapshot(plain.result().module), atol=1e-5)
+
+
+def test_anchor_keeps_the_candidate_near_its_parent(tiny_engine, parents, examples):
+    parent = snapshot(parents["conv"].module)
+
+    def distance(weight: float) -> float:
+        recipe = make_recipe("backprop")
+        run(recipe, tiny_engine, parents["conv"], examples,
+            TrainSettings(max_steps=15, learning_rate=1e-2, batch_size=6, anchor_weight=weight))
+        got = snapshot(recipe.result().module)
+        return sum(float((got[k] - parent[k]).pow(2).sum()) for k in parent)
+
+    assert distance(50.0) < 0.5 * distance(0.0)
+
+
+def test_batches_are_length_bucketed_seeded_and_mix_replay():
+    texts = [("x" * n) for n in (1, 9, 2, 8, 3, 7, 4, 6, 5, 10)] + ["r1", "r2", "r3"]
+    frames = list(range(len(texts)))
+    plan = BatchPlan(texts, frames, 10, 3, batch_size=4, replay_share=0.25, seed=1)
+    assert plan.train_k == 3 and plan.replay_k == 1 and plan.steps_per_epoch == 4
+    epoch = [plan.batch(s) for s in range(4)]
+    assert sorted(i for b in epoch for i in b if i < 10) == list(range(10))  # each example once per epoch
+    assert all(sum(i >= 10 for i in b) == 1 for b in epoch)
+    again = BatchPlan(texts, frames, 10, 3, batch_size=4, replay_share=0.25, seed=1)
+    assert [again.batch(s) for s in range(8)] == [plan.batch(s) for s in range(8)]
+    for b in epoch:  # one pool of 8 batches covers the whole epoch here, so batches are sorted runs
+        lens = [len(texts[i]) for i in b if i < 10]
+        assert lens == sorted(lens)
+
+
+def test_resample_aligns_endpoints():
+    t = torch.arange(6.0).view(3, 2)
+    assert torch.equal(resample(t, 3), t)
+    r = resample(t, 5)
+    assert r.shape == (5, 2) and torch.equal(r[0], t[0]) and torch.equal(r[-1], t[-1])
+    assert torch.equal(resample(t[:1], 4), t[:1].expand(4, 2))
+    assert resample(t, 1).shape == (1, 2)
+
+
+def test_make_recipe_methods():
+    assert make_recipe("default").name == "backprop"
+    assert all(isinstance(make_recipe(m), Recipe) for m in ("backprop", "zo", "embed", "embed+backprop"))
+    assert {make_recipe(m).name for m in ("backprop", "zo", "embed", "embed+backprop")} == {
+        "backprop", "zo", "embed", "embed+backprop"}
+    with pytest.raises(ValueError):
+        make_recipe("sgd")
+
+
+def test_inputs_need_ctc_logits_for_a_ctc_bridge(parents, examples):
+    enc = examples[0].encoded
+    bare = Ex(EncoderOutput(enc.features, None, enc.frame_rate_hz), "hi")
+    with pytest.raises(ValueError, match="CTC logits"):
+        BridgeInputs(parents["ctc"].module, [bare], torch.device("cpu"))
