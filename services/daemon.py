@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import signal
+import threading
 import time
 
 import numpy as np
@@ -57,6 +58,15 @@ class Daemon:
         self.api_port: int | None = None
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Inference and alignment share the frozen models: one of them at a time, inference first.
+        self.model_lock = threading.Lock()
+        self.preempt = threading.Event()  # set by any activity: a running alignment job pauses
+        self.scheduler = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
 
     # --- lifecycle --------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -81,7 +91,8 @@ class Daemon:
                                       activation=self.activation, publish=self.bus.publish,
                                       queue_max=self.config.daemon.queue_max,
                                       queue_policy=self.config.daemon.queue_policy,
-                                      cache_encoded=self.config.store.cache_encoder_outputs, metrics=self.metrics)
+                                      cache_encoded=self.config.store.cache_encoder_outputs, metrics=self.metrics,
+                                      model_lock=self.model_lock, preempt=self.preempt)
         self.worker.start()
         await asyncio.to_thread(self.worker.ready.wait)
         if self.worker.load_error is not None:
@@ -95,6 +106,10 @@ class Daemon:
         source_task = asyncio.create_task(self._source_loop(), name="source")
         watchdog = asyncio.create_task(sdnotify.watchdog_loop(), name="watchdog")
         retention = asyncio.create_task(self._retention_loop(), name="retention")
+        from services.scheduler import Scheduler
+
+        self.scheduler = Scheduler(self)
+        scheduler_task = asyncio.create_task(self.scheduler.run(), name="alignment-scheduler")
         sdnotify.notify("READY=1", f"STATUS=serving on {self.config.api.host}:{self.api_port}")
         log.info("ready: API on http://%s:%s, source %s, bundle %s", self.config.api.host, self.api_port,
                  self.config.source.kind, self.config.bundle_path())
@@ -102,7 +117,9 @@ class Daemon:
         log.info("stopping: finishing the utterance in flight")
         sdnotify.notify("STOPPING=1")
         source_task.cancel()
-        await asyncio.gather(source_task, return_exceptions=True)
+        scheduler_task.cancel()
+        await asyncio.gather(source_task, scheduler_task, return_exceptions=True)
+        await asyncio.to_thread(self.scheduler.stop, self.config.daemon.shutdown_timeout_s)
         if self.source is not None:
             await self.source.close()
         server.should_exit = True
@@ -202,7 +219,9 @@ class Daemon:
 
     # --- utterances -------------------------------------------------------------------------------
     def touch(self) -> None:
+        """User activity: resets the idle clock and pauses a running alignment job."""
         self.last_activity = time.time()
+        self.preempt.set()
 
     async def store_utterance(self, samples: np.ndarray, *, source: str, started_at: float | None = None,
                               ended_at: float | None = None, label_text: str | None = None,

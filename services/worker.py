@@ -79,12 +79,15 @@ class Activation:
 class InferenceWorker:
     def __init__(self, engine_factory: Callable[[], Any], *, store, data_dir: Path, activation: Activation,
                  publish: Callable[..., None], queue_max: int, queue_policy: str, cache_encoded: bool = True,
-                 metrics=None) -> None:
+                 metrics=None, model_lock: threading.Lock | None = None,
+                 preempt: threading.Event | None = None) -> None:
         self._factory = engine_factory
         self.store, self.data_dir, self.activation = store, data_dir, activation
         self._publish, self._metrics = publish, metrics
         self.queue_max, self.queue_policy, self.cache_encoded = queue_max, queue_policy, cache_encoded
         self.engine = None
+        self.model_lock = model_lock or threading.Lock()  # shared with alignment jobs
+        self.preempt = preempt
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
         self.busy_since: float | None = None
@@ -126,6 +129,8 @@ class InferenceWorker:
             if dropped is not job:
                 self._utterances.append(job)
             self._cond.notify_all()
+        if self.preempt is not None:
+            self.preempt.set()  # inference has priority over a running alignment job
         if dropped is not None:
             self._skip(dropped, f"not answered: the inference queue was full ({self.queue_max}, "
                                 f"policy {self.queue_policy})")
@@ -161,10 +166,11 @@ class InferenceWorker:
                     return
             self.busy_since = time.time()
             try:
-                if isinstance(job, _CallJob):
-                    self._do_call(job)
-                else:
-                    self._process(job)
+                with self.model_lock:  # an alignment step in flight finishes first (at most one step)
+                    if isinstance(job, _CallJob):
+                        self._do_call(job)
+                    else:
+                        self._process(job)
             finally:
                 self.busy_since = None
 

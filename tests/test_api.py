@@ -18,7 +18,8 @@ from daemon_proc import DaemonProcess
 @pytest.fixture(scope="module")
 def daemon(tiny_bundle, tmp_path_factory):
     d = DaemonProcess(tmp_path_factory.mktemp("api") / "data", tiny_bundle,
-                      extra_config="[api]\nmax_upload_mb = 1.0\n[audio]\nmax_duration_s = 10.0\n").start()
+                      extra_config="[api]\nmax_upload_mb = 1.0\n[audio]\nmax_duration_s = 10.0\n"
+                                   "[alignment]\nenabled = false\n").start()  # jobs stay queued: endpoints only
     yield d
     rc = d.stop()
     assert rc == 0, d.log.read_text()[-2000:]

@@ -112,8 +112,12 @@ async def list_jobs(request: Request) -> dict:
 async def create_job(request: Request, body: JobIn | None = None) -> dict:
     from assistant.store import repo
 
+    from assistant.alignment.trainers import METHODS
+
     d = request.app.state.daemon
-    method = (body.method if body else None) or "default"
+    method = (body.method if body else None) or d.config.alignment.method
+    if method not in METHODS:
+        raise _err(400, f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
     job = await _in_session(request, lambda s: repo.job_to_dict(repo.create_job(s, method=method, trigger="api")))
     d.bus.publish("job", job_id=job["id"], state=job["state"])
     return job
