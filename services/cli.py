@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--data-dir", metavar="DIR")
     co.set_defaults(func=cmd_correct)
 
+    from services.cli_align import add_commands
+
+    add_commands(sub, _config)
+
     cfg = sub.add_parser("config", help="configuration")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     cs = csub.add_parser("show", help="print the effective configuration")

@@ -53,6 +53,21 @@ class DaemonClient:
             raise AssistantError(f"cannot reach the daemon at {self.base_url}: {exc}",
                                  fix="is 'assistant serve' running?") from exc
 
+    def request_raw(self, method: str, path: str, body: bytes, content_type: str):
+        req = urllib.request.Request(self.base_url + path, data=body, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                msg = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                msg = exc.reason
+            raise AssistantError(f"the daemon answered {exc.code}: {msg}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise AssistantError(f"cannot reach the daemon at {self.base_url}: {exc}") from exc
+
     def get(self, path: str, params: dict | None = None):
         return self._request("GET", path, params=params)
 
