@@ -71,6 +71,9 @@ class Scheduler:
                 repo.update_job(s, job_id=job.id, state="paused")
 
     def _idle_enough(self) -> bool:
+        w = self.daemon.worker
+        if w is None or w.depth or w.busy_since is not None:  # inference first: never start over a backlog
+            return False
         return time.time() - self.daemon.last_activity >= self.cfg.idle_s and in_window(self.cfg.window)
 
     async def _tick(self) -> None:
@@ -166,6 +169,7 @@ class JobRunner(threading.Thread):
         from assistant.alignment import gate, registry
         from assistant.alignment.data import load_labelled
         from assistant.alignment.trainers import TrainSettings, make_recipe
+        from assistant.errors import ModelFilesError
 
         d, engine = self.daemon, self.daemon.worker.engine
         t0, rss0, peak0 = time.time(), rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -181,7 +185,16 @@ class JobRunner(threading.Thread):
                                  batch_size=self.cfg.batch_size, seed=self.job_id)
         job_dir = d.data_dir / "jobs" / str(self.job_id)
         with d.model_lock:
-            recipe.setup(engine, parent, data.train, settings, resume_from=Path(checkpoint) if checkpoint else None)
+            try:
+                recipe.setup(engine, parent, data.train, settings,
+                             resume_from=d.data_dir / checkpoint if checkpoint else None)
+            except ModelFilesError as exc:
+                if not checkpoint:
+                    raise
+                # e.g. labels arrived while paused: the checkpoint belongs to another training set
+                log.warning("alignment job %d cannot resume (%s); training again from the start", self.job_id, exc)
+                recipe = make_recipe(method)
+                recipe.setup(engine, parent, data.train, settings)
 
         def progress(p) -> None:
             if p.step % 5 == 0 or p.step == p.total:
@@ -196,7 +209,7 @@ class JobRunner(threading.Thread):
             if self._cancel_requested():
                 self._update(state="cancelled", finished_at=_now())
             else:
-                self._update(state="paused", checkpoint_path=str(path))
+                self._update(state="paused", checkpoint_path=str(Path(path).relative_to(d.data_dir)))
                 log.info("alignment job %d paused for inference; resumes at the next idle window", self.job_id)
             recipe.cleanup()
             return

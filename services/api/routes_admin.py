@@ -62,11 +62,13 @@ async def record_prompt(request: Request, prompt_id: int) -> dict:
 
     text = await _in_session(request, get_prompt)
     audio = await read_audio_upload(request, d)
+    d.touch()
     uid = await d.store_utterance(audio.samples, source="enrollment", label_text=text,
                                   label_source="enrollment", prompt_id=prompt_id)
     await _in_session(request, lambda s: repo.attach_recording(s, prompt_id=prompt_id, utterance_id=uid))
     # Transcribed (and its encoder output cached for training) but never answered.
-    await d.submit(uid, audio.samples, source="enrollment", captured_at=time.time(), respond=False)
+    # Not live speech: never dropped by the live queue's bound (it only caches the encoder output).
+    await d.submit(uid, audio.samples, source="enrollment", captured_at=time.time(), respond=False, backlog=True)
     d.bus.publish("label", utterance_id=uid, label_source="enrollment")
     return {"utterance_id": uid, "prompt_id": prompt_id, "label": text, "duration_s": audio.duration_s}
 

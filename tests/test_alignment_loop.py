@@ -1,0 +1,130 @@
+"""The personalization loop through a real daemon (tiny bundle): enrollment recordings through the API,
+the idle scheduler runs a job, the gate decides with both WERs stored, versions are recorded, the
+serving bridge is hot-swapped on acceptance, rollback through the API, preemption by inference."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import pytest
+import soundfile as sf
+
+from conftest import noise_wave
+from daemon_proc import DaemonProcess
+
+SENTENCES = ["set a timer for five minutes", "turn on the kitchen lights", "call leocadia", "play some jazz",
+             "what is the weather in paris", "wake me up at seven", "turn off the fan", "message barnaby",
+             "add milk to the list", "what time is it", "open the blinds", "play the news"]
+
+CONFIG = """
+[alignment]
+idle_s = 1.0
+min_new_labels = {labels}
+heldout_share = 0.3
+min_heldout = 2
+min_improvement = 0.0
+max_steps = {steps}
+batch_size = 4
+learning_rate = 0.01
+"""
+
+
+def wav(seed: int, seconds: float = 1.2) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, noise_wave(seconds, seed), 16000, format="WAV")
+    return buf.getvalue()
+
+
+def enroll(c: httpx.Client, n: int) -> None:
+    for i, text in enumerate(SENTENCES[:n]):
+        pid = c.post("/v1/enrollment/prompts", json={"text": text}).json()["id"]
+        r = c.post(f"/v1/enrollment/prompts/{pid}/recording", files={"audio": ("r.wav", wav(100 + i), "audio/wav")})
+        assert r.status_code == 201, r.text
+
+
+def wait_job(c: httpx.Client, predicate, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        jobs = c.get("/v1/alignment/jobs").json()["jobs"]
+        hit = next((j for j in jobs if predicate(j)), None)
+        if hit:
+            return hit
+        time.sleep(0.3)
+    raise TimeoutError(f"no job matched in {timeout_s} s: {c.get('/v1/alignment/jobs').json()}")
+
+
+@pytest.fixture()
+def daemon(tiny_bundle, tmp_path):
+    def start(steps: int, labels: int) -> DaemonProcess:
+        d = DaemonProcess(tmp_path / "data", tiny_bundle, source="none",
+                          extra_config=CONFIG.format(steps=steps, labels=labels))
+        return d.start()
+
+    started: list[DaemonProcess] = []
+    yield lambda steps, labels: started.append(start(steps, labels)) or started[-1]
+    for d in started:
+        if d.proc and d.proc.poll() is None:
+            assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
+def test_idle_job_runs_gates_records_and_swaps(daemon):
+    d = daemon(20, 12)
+    with httpx.Client(base_url=d.url, headers=d.headers, timeout=60) as c:
+        enroll(c, 12)
+        job = wait_job(c, lambda j: j["state"] in ("succeeded", "rejected", "failed"), 120)
+        assert job["trigger"] == "idle" and job["state"] in ("succeeded", "rejected"), job
+        m = job["metrics"]
+        assert m["user_wer_before"] is not None and m["user_wer_after"] is not None
+        assert job["data_counts"]["train"] + job["data_counts"]["heldout"] == 12
+        assert job["data_counts"]["cached"] == 12 and job["data_counts"]["reencoded"] == 0
+        version = job["candidate_version"]
+        bridges = c.get("/v1/bridges").json()
+        row = next(v for v in bridges["versions"] if v["version"] == version)
+        assert row["parent_version"] == "random-0" and row["metrics"]["user_wer_after"] == m["user_wer_after"]
+        turn = c.post("/v1/turns", files={"audio": ("a.wav", wav(1), "audio/wav")}).json()
+        if job["state"] == "succeeded":
+            assert bridges["active"] == version and turn["bridge_version"] == version
+            r = c.post("/v1/bridges/random-0/activate")  # rollback
+            assert r.status_code == 200 and r.json()["previous"] == version
+            assert c.post("/v1/turns", files={"audio": ("a.wav", wav(2), "audio/wav")}).json()[
+                "bridge_version"] == "random-0"
+        else:
+            assert row["status"] == "rejected" and bridges["active"] == "random-0"
+            assert turn["bridge_version"] == "random-0"
+            r = c.post(f"/v1/bridges/{version}/activate")
+            assert r.status_code == 409 and "rejected" in r.json()["error"]
+
+
+def test_inference_preempts_a_job_which_resumes_when_idle(daemon):
+    d = daemon(400, 8)
+    with httpx.Client(base_url=d.url, headers=d.headers, timeout=60) as c:
+        enroll(c, 8)
+        wait_job(c, lambda j: j["state"] == "running" and (j["step"] or 0) >= 2, 120)
+        t0 = time.monotonic()
+        turn = c.post("/v1/turns", files={"audio": ("a.wav", wav(3), "audio/wav")})
+        assert turn.status_code == 200
+        paused = wait_job(c, lambda j: j["state"] == "paused", 30)
+        assert time.monotonic() - t0 < 30 and paused["checkpoint_path"]
+        step_at_pause = paused["step"]
+        # idle again: the job resumes from its checkpoint and finishes
+        done = wait_job(c, lambda j: j["state"] in ("succeeded", "rejected"), 300)
+        assert done["id"] == paused["id"] and done["step"] >= step_at_pause
+
+
+def test_job_survives_a_restart(daemon, tiny_bundle):
+    d = daemon(400, 8)
+    with httpx.Client(base_url=d.url, headers=d.headers, timeout=60) as c:
+        enroll(c, 8)
+        job = wait_job(c, lambda j: j["state"] == "running" and (j["step"] or 0) >= 2, 120)
+    assert d.stop() == 0  # SIGTERM pauses the job with a checkpoint
+    d2 = DaemonProcess(d.data_dir, tiny_bundle, source="none", extra_config=CONFIG.format(steps=400, labels=8)).start()
+    try:
+        with httpx.Client(base_url=d2.url, headers=d2.headers, timeout=60) as c:
+            j = c.get(f"/v1/alignment/jobs/{job['id']}").json()
+            assert j["state"] in ("paused", "running", "succeeded", "rejected")
+            done = wait_job(c, lambda x: x["id"] == job["id"] and x["state"] in ("succeeded", "rejected"), 300)
+            assert done["metrics"]["user_wer_after"] is not None
+    finally:
+        assert d2.stop() == 0
