@@ -33,7 +33,50 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 # name -> fn(engine, adapt: list[(EncoderOutput, text)], seed) -> LoadedBridge
 Method = Callable[..., object]
-METHODS: dict[str, Method | None] = {"base": None}
+
+
+def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, anchor: float = 0.0,
+            replay_share: float = 0.0, **options) -> Method:
+    """A personalization method from the alignment trainers (assistant/alignment/trainers)."""
+    def run(engine, adapt, seed):
+        from dataclasses import dataclass
+
+        from assistant.alignment.trainers import TrainSettings, make_recipe
+
+        @dataclass(frozen=True)
+        class Ex:
+            encoded: object
+            text: str
+
+        replay = [Ex(r.encoded, r.text) for r in _replay_set(engine)] if replay_share else []
+        recipe = make_recipe(method, **options)
+        recipe.setup(engine, engine.bridge, [Ex(e, t) for e, t in adapt],
+                     TrainSettings(max_steps=steps, batch_size=batch, learning_rate=lr, seed=seed,
+                                   anchor_weight=anchor, replay=replay, replay_share=replay_share if replay else 0.0))
+        recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
+        result = recipe.result()
+        recipe.cleanup()
+        return result
+
+    return run
+
+
+def _replay_set(engine) -> list:
+    """Generic utterances shipped with the bundle for replay (never the gate's regression set)."""
+    from assistant.alignment.regression import load_regression_set
+
+    d = engine.bundle.root / "replay" if engine.bundle else None
+    return load_regression_set(d, encoder_id=engine.encoder.identity) if d and d.is_dir() else []
+
+
+METHODS: dict[str, Method | None] = {
+    "base": None,
+    "backprop": trainer("backprop"),
+    "backprop+replay": trainer("backprop", anchor=1e-2, replay_share=0.25),
+    "zo": trainer("zo", steps=300, lr=1e-4),
+    "embed": trainer("embed"),
+    "embed+backprop": trainer("embed+backprop"),
+}
 
 
 def log(msg: str) -> None:

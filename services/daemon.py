@@ -119,14 +119,14 @@ class Daemon:
         source_task.cancel()
         scheduler_task.cancel()
         await asyncio.gather(source_task, scheduler_task, return_exceptions=True)
-        await asyncio.to_thread(self.scheduler.stop, self.config.daemon.shutdown_timeout_s)
+        await asyncio.to_thread(self.scheduler.stop, 5.0)  # a training step is short; it pauses at the next one
         if self.source is not None:
             await self.source.close()
         server.should_exit = True
         try:  # open keep-alive connections and WebSockets get a few seconds, then are cut
-            await asyncio.wait_for(asyncio.gather(api_task, return_exceptions=True), timeout=10)
+            await asyncio.wait_for(asyncio.gather(api_task, return_exceptions=True), timeout=5)
         except asyncio.TimeoutError:
-            log.warning("the API did not close within 10 s; cutting remaining connections")
+            log.warning("the API did not close within 5 s; cutting remaining connections")
             api_task.cancel()
         joined = await asyncio.to_thread(self.worker.stop, self.config.daemon.shutdown_timeout_s)
         if not joined:
@@ -177,6 +177,9 @@ class Daemon:
         from assistant.synth.text import base_sentences
         from services.bridges import register_base
 
+        from assistant.alignment.registry import clean_partial
+
+        clean_partial(self.data_dir)  # a version write interrupted by a crash; never a complete version
         register_base(self, self.worker.engine)
         with self.store.session() as s:
             # Generic request-domain sentences; users add their own (contacts, places) through the API.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import shutil
 import threading
 import time
 from datetime import datetime
@@ -102,7 +103,8 @@ class Scheduler:
                 return job.id if self._idle_enough() else None
             if not self._idle_enough():
                 return None
-            last = next((j for j in repo.list_jobs(s, limit=50) if j.state in ("succeeded", "rejected")), None)
+            last = next((j for j in repo.list_jobs(s, limit=50)
+                         if j.state in ("succeeded", "rejected", "failed", "cancelled")), None)
             new = repo.count_labels_since(s, after=last.created_at if last else None)
         if new < max(1, self.cfg.min_new_labels):
             return None
@@ -173,7 +175,8 @@ class JobRunner(threading.Thread):
 
         d, engine = self.daemon, self.daemon.worker.engine
         t0, rss0, peak0 = time.time(), rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        data = load_labelled(d.store, d.data_dir, encoder=engine.encoder, heldout_share=self.cfg.heldout_share)
+        with d.model_lock:  # the re-encode fallback runs the shared encoder
+            data = load_labelled(d.store, d.data_dir, encoder=engine.encoder, heldout_share=self.cfg.heldout_share)
         self._update(data_counts=data.summary())
         if len(data.train) < 2:
             self._update(state="rejected", finished_at=_now(),
@@ -208,6 +211,7 @@ class JobRunner(threading.Thread):
             path = recipe.save(job_dir / "checkpoint")
             if self._cancel_requested():
                 self._update(state="cancelled", finished_at=_now())
+                shutil.rmtree(job_dir, ignore_errors=True)
             else:
                 self._update(state="paused", checkpoint_path=str(Path(path).relative_to(d.data_dir)))
                 log.info("alignment job %d paused for inference; resumes at the next idle window", self.job_id)
@@ -216,9 +220,9 @@ class JobRunner(threading.Thread):
         candidate = recipe.result()
         train_s = time.time() - t0
         generic = _generic_set(engine)
-        with d.model_lock:  # the gate is short; it runs between utterances
-            result = gate.evaluate(engine, active=parent, candidate=candidate, heldout=data.heldout,
-                                   generic=generic, config=self.cfg)
+        # The gate decodes a few hundred utterances: it takes the models one utterance at a time.
+        result = gate.evaluate(_Locked(engine, d.model_lock), active=parent, candidate=candidate,
+                               heldout=data.heldout, generic=generic, config=self.cfg)
         extra_mb = max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - max(peak0, rss0))
         version = registry.next_version(d.store)
         metrics = result.to_json()
@@ -240,6 +244,21 @@ class JobRunner(threading.Thread):
                      error=None if result.accepted else result.reason)
         log.info("alignment job %d: %s (%s)", self.job_id, "accepted" if result.accepted else "rejected",
                  result.reason)
+        shutil.rmtree(job_dir, ignore_errors=True)  # the checkpoint only mattered while the job could resume
+
+
+class _Locked:
+    """The engine, with each transcription taken under the shared model lock."""
+
+    def __init__(self, engine, lock: threading.Lock) -> None:
+        self._engine, self._lock = engine, lock
+
+    def transcribe_encoded(self, *args, **kwargs):
+        with self._lock:
+            return self._engine.transcribe_encoded(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
 
 
 async def _activate(daemon, version: str) -> None:

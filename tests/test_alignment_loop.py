@@ -113,6 +113,21 @@ def test_inference_preempts_a_job_which_resumes_when_idle(daemon):
         assert done["id"] == paused["id"] and done["step"] >= step_at_pause
 
 
+def test_api_job_starts_at_once_and_can_be_cancelled(daemon):
+    d = daemon(400, 1000)  # no automatic job: too few labels
+    with httpx.Client(base_url=d.url, headers=d.headers, timeout=60) as c:
+        enroll(c, 6)
+        r = c.post("/v1/alignment/jobs", json={"method": "nope"})
+        assert r.status_code == 400 and "allowed" in r.json()["error"]
+        job = c.post("/v1/alignment/jobs", json={"method": "backprop"}).json()
+        assert job["trigger"] == "api"
+        wait_job(c, lambda j: j["id"] == job["id"] and j["state"] == "running" and (j["step"] or 0) >= 1, 60)
+        r = c.post(f"/v1/alignment/jobs/{job['id']}/cancel")
+        assert r.status_code == 200
+        done = wait_job(c, lambda j: j["id"] == job["id"] and j["state"] == "cancelled", 30)
+        assert done["finished_at"] and not (d.data_dir / "jobs" / str(job["id"])).exists()
+
+
 def test_job_survives_a_restart(daemon, tiny_bundle):
     d = daemon(400, 8)
     with httpx.Client(base_url=d.url, headers=d.headers, timeout=60) as c:

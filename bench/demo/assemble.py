@@ -83,10 +83,13 @@ def evaluate(engine, rows: Sequence[dict], waves: Sequence[np.ndarray] | None = 
             "cer": round(c.rate, 4), "rtf": round(seconds / max(audio_s, 1e-9), 4), "hyps": hyps}
 
 
-def save_regression(out: Path, engine, rows: Sequence[dict], waves: Sequence[np.ndarray]) -> None:
-    """The generic regression set for the alignment quality gate (see assistant/alignment/regression.py)."""
+def save_regression(out: Path, engine, rows: Sequence[dict], waves: Sequence[np.ndarray], name: str = "regression"
+                    ) -> None:
+    """A cached generic set (see assistant/alignment/regression.py): ``regression`` for the alignment
+    quality gate (held-out voices x test sentences), ``replay`` for mixing generic speech into
+    personalization batches (training voices x training sentences: never the gate's own set)."""
     from assistant.alignment.regression import save_regression_set
 
     encoded = engine.encoder.encode_many(list(waves))
-    save_regression_set(out / "regression", encoded, [dict(id=r["id"], voice=r["voice"], text=r["text"]) for r in rows],
+    save_regression_set(out / name, encoded, [dict(id=r["id"], voice=r["voice"], text=r["text"]) for r in rows],
                         encoder_id=engine.encoder.identity)

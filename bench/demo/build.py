@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     if "regression" in sets:
         rows = sets["regression"]
         timer.run("regression set", assemble.save_regression, tmp, engine, rows, assemble.load_waves(rows))
+        replay = train_rows[-sizes["regression"]:]
+        timer.run("replay set", assemble.save_regression, tmp, engine, replay, assemble.load_waves(replay), "replay")
 
     build = {"command": "python -m bench.demo.build" + (" --quick" if args.quick else "") +
              (f" --reuse {args.reuse}" if reuse else ""), "seed": args.seed, "encoder_dev_cer": round(dev_cer, 4),

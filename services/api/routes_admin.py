@@ -117,6 +117,8 @@ async def create_job(request: Request, body: JobIn | None = None) -> dict:
     from assistant.alignment.trainers import METHODS
 
     d = request.app.state.daemon
+    if not d.config.alignment.enabled:
+        raise _err(409, "personalization is disabled (alignment.enabled = false in the config)")
     method = (body.method if body else None) or d.config.alignment.method
     if method not in METHODS:
         raise _err(400, f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")

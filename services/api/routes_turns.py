@@ -34,7 +34,7 @@ async def status(request: Request) -> dict:
     from assistant.store import repo
 
     def read():
-        with d.store.session() as s:
+        with d.store.session(write=False) as s:
             job = repo.running_or_paused_job(s)
             return repo.get_active_bridge(s), (None if job is None else {"id": job.id, "state": job.state,
                                                                           "method": job.method,
