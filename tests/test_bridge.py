@@ -180,3 +180,34 @@ def test_unknown_kind_is_refused(tmp_path):
     (tmp_path / "bridge.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFilesError, match="qformer"):
         load_bridge(tmp_path, **_ids())
+
+
+def test_ctc_segments_return_each_segments_label():
+    from assistant.engine.bridge import ctc_segments
+
+    labels = [0, 1, 1, 0, 1, 2, 2, 0, 0, 3]
+    seg, lab = ctc_segments(torch.randn(len(labels), 4), logits_for(labels), BLANK)
+    assert seg.shape[0] == 4 and lab.tolist() == [1, 1, 2, 3]
+    _, lab = ctc_segments(torch.randn(2, 4), logits_for([0, 0]), BLANK)
+    assert lab.tolist() == [BLANK]
+
+
+def test_label_table_starts_from_the_llm_embeddings_and_round_trips(tmp_path, tiny_engine):
+    from assistant.engine.bridge import init_label_table
+
+    enc, llm = tiny_engine.encoder, tiny_engine.llm
+    tokens = enc.ctc_tokenizer.convert_ids_to_tokens(list(range(len(enc.ctc_tokenizer))))
+    b = new_bridge("ctc", encoder_dim=enc.dim, llm_dim=llm.dim, encoder_id=enc.identity, llm_id=llm.identity,
+                   ctc_blank_id=enc.blank_id, ctc_vocab=len(tokens))
+    found = init_label_table(b.module, tokens, "|", llm)
+    assert found >= 27  # a-z, apostrophe and the word delimiter (as a space)
+    a = tokens.index("a")
+    torch.testing.assert_close(b.module.label_embed.weight[a], llm.embed_ids(llm.tokenizer("a", add_special_tokens=False).input_ids)[0, 0])
+    with pytest.raises(ValueError, match="labels"):
+        b.module.forward_segments(torch.randn(3, enc.dim))
+    save_bridge(b, tmp_path)
+    loaded = load_bridge(tmp_path, encoder_id=enc.identity, llm_id=llm.identity, encoder_dim=enc.dim,
+                         llm_dim=llm.dim, ctc_blank_id=enc.blank_id)
+    assert loaded.config.ctc_vocab == len(tokens)
+    feats, logits = [torch.randn(20, enc.dim)], [logits_for([0, 5, 5, 0, 6, 4, 7] + [0] * 13, vocab=len(tokens))]
+    torch.testing.assert_close(run_bridge(loaded.module, feats, logits), run_bridge(b.module, feats, logits))

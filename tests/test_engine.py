@@ -161,3 +161,14 @@ def test_preset_shapes_match_hubert_base_and_qwen_half_billion():
     assert 94e6 < n_enc < 96e6  # HuBERT-base: 94.4M + CTC head
     assert 490e6 < n_llm < 500e6  # Qwen2.5-0.5B: 494M
     assert len(tok) == 151936
+
+
+def test_ctc_text_keeps_word_boundaries(tiny_engine):
+    """Greedy CTC reading: repeats merged, blanks dropped, the word delimiter becomes a space."""
+    enc = tiny_engine.encoder
+    tok = enc.ctc_tokenizer
+    seq = ["<pad>", "h", "h", "<pad>", "i", "|", "|", "y", "<pad>", "o", "o", "|"]
+    ids = tok.convert_tokens_to_ids(seq)
+    logits = torch.full((len(ids), len(tok)), -5.0)
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = 5.0
+    assert enc.ctc_text(logits) == "hi yo"

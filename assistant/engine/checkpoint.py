@@ -36,6 +36,7 @@ class BridgeConfig:
     encoder_id: str
     llm_id: str
     ctc_blank_id: int | None = None
+    ctc_vocab: int = 0  # > 0: a ctc bridge with a label table of this many CTC labels
     input_norm: bool = True
     version: str = "base"
     parent_version: str | None = None
@@ -69,16 +70,17 @@ class LoadedBridge:
 
 def new_bridge(kind: str, *, encoder_dim: int, llm_dim: int, encoder_id: str, llm_id: str,
                hidden_dim: int | None = None, ctc_blank_id: int | None = None,
-               version: str = "base", seed: int | None = None) -> LoadedBridge:
+               version: str = "base", seed: int | None = None, ctc_vocab: int = 0) -> LoadedBridge:
     """A freshly initialised bridge (for training, or for random-weight test bundles)."""
     if hidden_dim is None:
         hidden_dim = 512 if kind == "conv" else 0
     cfg = BridgeConfig(kind=kind, encoder_dim=encoder_dim, llm_dim=llm_dim, hidden_dim=hidden_dim,
-                       encoder_id=encoder_id, llm_id=llm_id, ctc_blank_id=ctc_blank_id, version=version)
+                       encoder_id=encoder_id, llm_id=llm_id, ctc_blank_id=ctc_blank_id, version=version,
+                       ctc_vocab=ctc_vocab if kind == "ctc" else 0)
     if seed is not None:
         torch.manual_seed(seed)
     module = build_bridge(kind, encoder_dim=encoder_dim, llm_dim=llm_dim, hidden_dim=hidden_dim,
-                          blank_id=ctc_blank_id, input_norm=cfg.input_norm)
+                          blank_id=ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab)
     return LoadedBridge(module=module.eval(), config=cfg)
 
 
@@ -173,7 +175,7 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
         raise ModelFilesError(f"bridge checkpoint {directory} is corrupt: {WEIGHTS_NAME} does not match the "
                               f"sha256 in {CONFIG_NAME}", fix="restore it or use another version")
     module = build_bridge(cfg.kind, encoder_dim=cfg.encoder_dim, llm_dim=cfg.llm_dim, hidden_dim=cfg.hidden_dim,
-                          blank_id=cfg.ctc_blank_id, input_norm=cfg.input_norm)
+                          blank_id=cfg.ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab)
     try:
         state = load_file(str(wpath))
         module.load_state_dict(state, strict=True)

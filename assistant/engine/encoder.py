@@ -156,7 +156,7 @@ class SpeechEncoder:
         ids = [i for i in ids if i != self.blank_id]
         tok = self.ctc_tokenizer
         pieces = tok.convert_ids_to_tokens(ids)
-        special = set(getattr(tok, "all_special_tokens", []))
         delim = getattr(tok, "word_delimiter_token", None) or "|"
+        special = set(getattr(tok, "all_special_tokens", [])) - {delim}  # transformers 5 lists "|" as special
         text = "".join(" " if p == delim else p for p in pieces if p not in special)
         return " ".join(text.split())

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from assistant.alignment.objective import target_ids, transcript_loss
-from assistant.engine.bridge import CtcBridge, ctc_compress, run_bridge
+from assistant.engine.bridge import CtcBridge, ctc_segments, run_bridge
 from assistant.engine.checkpoint import LoadedBridge
 from assistant.engine.llm import CausalLM
 from bench.demo.common import Progress, one_cycle
@@ -33,7 +33,7 @@ def train(r: BridgeRecipe, bridge: LoadedBridge, llm: CausalLM, feats: Sequence[
     rng = random.Random(r.seed)
     module = bridge.module.train().requires_grad_(True)
     is_ctc = isinstance(module, CtcBridge)
-    segments = [ctc_compress(f.float(), l.float(), module.blank_id) for f, l in zip(feats, logits)] if is_ctc else None
+    segments = [ctc_segments(f.float(), l.float(), module.blank_id) for f, l in zip(feats, logits)] if is_ctc else None
     targets = [target_ids(llm, t) for t in texts]
     opt = torch.optim.AdamW(module.parameters(), lr=r.peak_lr, weight_decay=0.01)
     sched = one_cycle(opt, r.steps, r.peak_lr)
@@ -41,7 +41,7 @@ def train(r: BridgeRecipe, bridge: LoadedBridge, llm: CausalLM, feats: Sequence[
     for step in range(1, r.steps + 1):
         idx = rng.sample(range(len(texts)), min(r.batch, len(texts)))
         if is_ctc:
-            speech = [module.forward_segments(segments[i]) for i in idx]
+            speech = [module.forward_segments(*segments[i]) for i in idx]
         else:
             speech = run_bridge(module, [feats[i].float() for i in idx])
         loss = transcript_loss(llm, speech, [targets[i] for i in idx])

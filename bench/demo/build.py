@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         lm.half().save_pretrained(tmp / "llm")  # fp16 on disk keeps the bundle small; loading casts back
         tok.save_pretrained(tmp / "llm")
 
+    from assistant.engine.bridge import init_label_table
     from assistant.engine.checkpoint import new_bridge, save_bridge
     from assistant.engine.encoder import SpeechEncoder
     from assistant.engine.engine import Engine
@@ -114,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     encoded = timer.run("encode training set", encoder.encode_many, train_waves)
     trained = {}
     for kind, hidden in (("conv", 256), ("ctc", 384)):
+        ctc_tokens = encoder.ctc_tokenizer.convert_ids_to_tokens(list(range(len(encoder.ctc_tokenizer))))
         b = new_bridge(kind, encoder_dim=encoder.dim, llm_dim=llm.dim, encoder_id=enc_id, llm_id=llm_id,
-                       hidden_dim=hidden, ctc_blank_id=encoder.blank_id, version=f"base-{kind}", seed=args.seed)
+                       hidden_dim=hidden, ctc_blank_id=encoder.blank_id, version=f"base-{kind}", seed=args.seed,
+                       ctc_vocab=len(ctc_tokens))
+        if kind == "ctc":  # start from reading the CTC labels as the LLM's own characters
+            log(f"label table: {init_label_table(b.module, ctc_tokens, '|', llm)} of {len(ctc_tokens)} labels")
         timer.run(f"train {kind} bridge", bridge_train.train, br_r, b, llm, [e.features for e in encoded],
                   [e.ctc_logits for e in encoded], texts)
         save_bridge(b, tmp / "bridge" / kind, metrics={}, training={"recipe": asdict(br_r), "n": len(texts)})

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from assistant.alignment.trainers.base import LabelledExample, derived_seed
-from assistant.engine.bridge import CtcBridge, ctc_compress, run_bridge
+from assistant.engine.bridge import CtcBridge, ctc_segments, run_bridge
 
 Post = Callable[[torch.Tensor], torch.Tensor]  # applied to each bridge output (e.g. the ZO TT adapter)
 
@@ -28,6 +28,7 @@ class BridgeInputs:
         self.texts = [str(e.text) for e in examples]
         self.frames: list[int] = []
         self.items: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []  # CTC label per segment (ctc bridges)
         for e in examples:
             enc = e.encoded
             feats = enc.features.detach().to(device, torch.float32)
@@ -36,7 +37,9 @@ class BridgeInputs:
                 if enc.ctc_logits is None:
                     raise ValueError("a ctc bridge needs cached CTC logits; this example has none")
                 logits = enc.ctc_logits.detach().to(device, torch.float32)
-                self.items.append(ctc_compress(feats, logits, module.blank_id))
+                seg, lab = ctc_segments(feats, logits, module.blank_id)
+                self.items.append(seg)
+                self.labels.append(lab)
             else:
                 self.items.append(feats)
 
@@ -49,7 +52,8 @@ class BridgeInputs:
         if self.is_ctc:
             # LayerNorm and the projection act per position, so one call on the concatenation is exact
             lengths = [x.shape[0] for x in xs]
-            outs = list(module.forward_segments(torch.cat(xs, 0)).split(lengths))
+            labels = torch.cat([self.labels[i] for i in idx], 0)
+            outs = list(module.forward_segments(torch.cat(xs, 0), labels).split(lengths))
         else:
             outs = run_bridge(module, xs)
         return [post(o) for o in outs] if post is not None else outs
