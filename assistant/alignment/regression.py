@@ -1,11 +1,15 @@
 """The generic regression set shipped with a bundle: cached encoder outputs + reference transcripts.
 
 The alignment quality gate re-runs only bridge + LLM on it, so a candidate bridge that forgets
-generic speech is caught without the audio or the encoder. Stored compactly: features as float16
-and, instead of CTC logits, the per-frame CTC argmax (all that CTC compression and drafts use).
+generic speech is caught without the audio or the encoder. Stored compactly (it ships inside the
+bundle): features as int8 with a float16 scale per channel (absmax; the gate compares two bridges on
+the same dequantized features, so the rounding affects both alike) and, instead of CTC logits, the
+per-frame CTC argmax (all that CTC compression and drafts use).
 
-    <bundle>/regression/encoded.safetensors   "<i>.features" (frames, dim) f16, "<i>.ctc_labels" (frames,) i16
-    <bundle>/regression/utterances.json       {"encoder_id", "utterances": [{"index", "id", "voice", "text"}]}
+    <dir>/encoded.safetensors   "<i>.features_q" (frames, dim) i8 + "<i>.features_scale" (dim,) f16
+                                (or "<i>.features" f16), "<i>.ctc_labels" (frames,) i16
+    <dir>/utterances.json       {"encoder_id", "ctc_vocab", "utterances": [{"index", "id", "voice", "text",
+                                 "frames", "frame_rate_hz"}]}
 """
 
 from __future__ import annotations
@@ -30,12 +34,18 @@ class RegressionItem:
 
 
 def save_regression_set(directory: Path, encoded: Sequence[EncoderOutput], rows: Sequence[dict], *,
-                        encoder_id: str) -> None:
+                        encoder_id: str, quantize: bool = True) -> None:
     from safetensors.torch import save_file
 
     tensors, meta = {}, []
     for i, (enc, row) in enumerate(zip(encoded, rows)):
-        tensors[f"{i}.features"] = enc.features.to(torch.float16).contiguous().cpu()
+        feats = enc.features.float().cpu()
+        if quantize:
+            scale = (feats.abs().amax(0) / 127.0).clamp(min=1e-8)
+            tensors[f"{i}.features_q"] = torch.round(feats / scale).clamp(-127, 127).to(torch.int8).contiguous()
+            tensors[f"{i}.features_scale"] = scale.to(torch.float16).contiguous()
+        else:
+            tensors[f"{i}.features"] = feats.to(torch.float16).contiguous()
         if enc.ctc_logits is not None:
             tensors[f"{i}.ctc_labels"] = enc.ctc_logits.argmax(-1).to(torch.int16).contiguous().cpu()
         meta.append({"index": i, **row, "frames": enc.n_frames, "frame_rate_hz": enc.frame_rate_hz})
@@ -62,7 +72,10 @@ def load_regression_set(directory: Path, *, encoder_id: str, device: str | torch
     items = []
     for u in info["utterances"]:
         i = u["index"]
-        feats = tensors[f"{i}.features"].float()
+        if f"{i}.features_q" in tensors:
+            feats = tensors[f"{i}.features_q"].float() * tensors[f"{i}.features_scale"].float()
+        else:
+            feats = tensors[f"{i}.features"].float()
         labels = tensors.get(f"{i}.ctc_labels")
         logits = None
         if labels is not None:  # one-hot logits reproduce the argmax exactly
