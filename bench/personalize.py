@@ -174,7 +174,7 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
 def table(rows: list[dict]) -> str:
     head = "| user | n | method | WER [95% CI] | CER | names acc | generic WER | adapt s |\n|---|---|---|---|---|---|---|---|\n"
     return head + "".join(
-        f"| `{r['user']}` | {r['n']} | {r['method']} | {r['wer']:.3f} [{r['wer_ci95'][0]:.3f}, {r['wer_ci95'][1]:.3f}] "
+        f"| `{r['user'].replace('|', chr(92) + '|')}` | {r['n']} | {r['method']} | {r['wer']:.3f} [{r['wer_ci95'][0]:.3f}, {r['wer_ci95'][1]:.3f}] "
         f"| {r['cer']:.3f} | {r['names_acc']:.2f} | {r['generic_wer']:.3f} | {r['seconds']:.1f} |\n" for r in rows)
 
 
