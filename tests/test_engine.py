@@ -172,3 +172,15 @@ def test_ctc_text_keeps_word_boundaries(tiny_engine):
     logits = torch.full((len(ids), len(tok)), -5.0)
     logits[torch.arange(len(ids)), torch.tensor(ids)] = 5.0
     assert enc.ctc_text(logits) == "hi yo"
+
+
+def test_transcript_loss_computes_logits_only_where_needed_and_equals_the_full_loss(tiny_engine):
+    from assistant.alignment.objective import speech_batch, target_ids, transcript_loss
+
+    llm = tiny_engine.llm
+    torch.manual_seed(0)
+    speech = [torch.randn(7, llm.dim), torch.randn(12, llm.dim)]
+    targets = [target_ids(llm, "set a timer"), target_ids(llm, "call mary")]
+    embeds, mask, labels = speech_batch(llm, speech, targets)
+    full = llm.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+    torch.testing.assert_close(transcript_loss(llm, speech, targets), full, rtol=1e-5, atol=1e-5)

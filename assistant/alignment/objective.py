@@ -43,6 +43,19 @@ def speech_batch(llm: CausalLM, speech: Sequence[torch.Tensor], targets: Sequenc
 
 
 def transcript_loss(llm: CausalLM, speech: Sequence[torch.Tensor], targets: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Mean token cross-entropy of the transcripts given the speech prompts (gradients reach ``speech``)."""
+    """Mean token cross-entropy of the transcripts given the speech prompts (gradients reach ``speech``).
+
+    The output projection runs only at the positions that predict a transcript token: with a large
+    vocabulary (Qwen: 151,936) logits for every prompt position would dominate training memory.
+    """
     embeds, mask, labels = speech_batch(llm, speech, targets)
-    return llm.model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+    model = llm.model
+    base = getattr(model, model.base_model_prefix, None)
+    head = model.get_output_embeddings()
+    if base is None or head is None:  # unusual architectures: the model's own loss
+        return model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+    hidden = base(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    shifted = labels[:, 1:]
+    pick = shifted != -100  # position t predicts token t+1
+    logits = head(hidden[:, :-1][pick]).float()
+    return torch.nn.functional.cross_entropy(logits, shifted[pick])
