@@ -180,6 +180,8 @@ class Daemon:
         from assistant.alignment.registry import clean_partial
 
         clean_partial(self.data_dir)  # a version write interrupted by a crash; never a complete version
+        with self.store.session() as s:
+            repo.adopt_orphan_audio(s, data_dir=self.data_dir)  # captured just before a crash
         register_base(self, self.worker.engine)
         with self.store.session() as s:
             # Generic request-domain sentences; users add their own (contacts, places) through the API.

@@ -485,3 +485,27 @@ def test_read_only_database_is_a_store_error(store):
     store.engine.dispose()
     with store.session() as s:
         assert get_utterance(s, utterance_id=keep).label_text is None
+
+
+def test_audio_fsynced_before_a_crash_without_its_row_is_adopted(tmp_path):
+    """kill -9 between the audio fsync and the row's commit: the audio is not lost at the next start."""
+    import numpy as np
+
+    from assistant.store import files, open_store, repo
+
+    data = tmp_path / "data"
+    store = open_store(data)
+    with store.session() as s:
+        kept = repo.record_utterance(s, data_dir=data, samples=np.zeros(8000, dtype=np.float32), source="mic").id
+    files.write_audio(data, kept + 1, np.full(16000, 0.1, dtype=np.float32))  # the row never committed
+    with store.session() as s:
+        assert repo.adopt_orphan_audio(s, data_dir=data) == [kept + 1]
+    with store.session(write=False) as s:
+        u = repo.get_utterance(s, utterance_id=kept + 1)
+        assert u.source == "recovered" and u.status == "captured" and abs(u.duration_s - 1.0) < 1e-6
+        assert [p.id for p in repo.pending_utterances(s)] == [kept, kept + 1]
+    with store.session() as s:
+        assert repo.adopt_orphan_audio(s, data_dir=data) == []  # idempotent
+        new = repo.record_utterance(s, data_dir=data, samples=np.zeros(8000, dtype=np.float32), source="mic").id
+    assert new == kept + 2  # the adopted id is never reused
+    store.close()

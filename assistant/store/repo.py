@@ -88,6 +88,37 @@ def add_utterance(session: Session, *, source: str, audio_path: str, audio_sha25
     return u
 
 
+def adopt_orphan_audio(session: Session, *, data_dir: Path) -> list[int]:
+    """Audio files without a row: a crash hit between the fsync of ``audio/<id>.wav`` and the commit of its
+    row. The audio was captured, so it is adopted under its own id (source "recovered", status captured)
+    and gets processed like any pending utterance; an unreadable file is left alone and logged. Run at
+    start, before anything records new utterances (a new row could otherwise reuse the id)."""
+    import hashlib
+
+    import soundfile as sf
+
+    adopted = []
+    audio_dir = Path(data_dir) / files.AUDIO_DIR
+    for path in sorted(audio_dir.glob("*.wav")) if audio_dir.is_dir() else []:
+        if not path.stem.isdigit() or session.get(Utterance, int(path.stem)) is not None:
+            continue
+        try:
+            info = sf.info(str(path))
+            data = path.read_bytes()
+        except (RuntimeError, OSError) as exc:
+            log.error("orphan audio %s is unreadable (%s); left in place", path, exc)
+            continue
+        created = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+        u = Utterance(id=int(path.stem), created_at=created, source="recovered", audio_path=files.audio_relpath(int(path.stem)),
+                      audio_sha256=hashlib.sha256(data).hexdigest(), duration_s=info.frames / info.samplerate,
+                      sample_rate_hz=info.samplerate, status="captured")
+        session.add(u)
+        session.flush()
+        adopted.append(u.id)
+        log.warning("adopted audio %s captured before a crash (its row was never committed)", path.name)
+    return adopted
+
+
 def record_utterance(session: Session, *, data_dir: Path, samples: Any, source: str, sample_rate_hz: int = 16000,
                      speech_started_at: datetime | None = None, speech_ended_at: datetime | None = None,
                      prompt_id: int | None = None, label_text: str | None = None,
