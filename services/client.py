@@ -36,24 +36,11 @@ class DaemonClient:
         return cls(f"http://{host}:{info['port']}", token)
 
     def _request(self, method: str, path: str, body: dict | None = None, params: dict | None = None):
-        url = self.base_url + path + (("?" + urllib.parse.urlencode(params)) if params else "")
+        path = path + (("?" + urllib.parse.urlencode(params)) if params else "")
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            try:
-                msg = json.loads(exc.read()).get("error", exc.reason)
-            except ValueError:
-                msg = exc.reason
-            raise AssistantError(f"the daemon answered {exc.code}: {msg}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise AssistantError(f"cannot reach the daemon at {self.base_url}: {exc}",
-                                 fix="is 'assistant serve' running?") from exc
+        return self.request_raw(method, path, data, "application/json")
 
-    def request_raw(self, method: str, path: str, body: bytes, content_type: str):
+    def request_raw(self, method: str, path: str, body: bytes | None, content_type: str):
         req = urllib.request.Request(self.base_url + path, data=body, method=method, headers={
             "Authorization": f"Bearer {self.token}", "Content-Type": content_type})
         try:
@@ -66,7 +53,8 @@ class DaemonClient:
                 msg = exc.reason
             raise AssistantError(f"the daemon answered {exc.code}: {msg}") from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise AssistantError(f"cannot reach the daemon at {self.base_url}: {exc}") from exc
+            raise AssistantError(f"cannot reach the daemon at {self.base_url}: {exc}",
+                                 fix="is 'assistant serve' running?") from exc
 
     def get(self, path: str, params: dict | None = None):
         return self._request("GET", path, params=params)
