@@ -23,7 +23,7 @@ def add_commands(sub, config_of) -> None:
     en.add_argument("--prompt", type=int, help="prompt id (default: the next one not recorded yet)")
     en.add_argument("--text", help="add this sentence as a new prompt first (e.g. with a contact's name)")
     en.add_argument("--seconds", type=float, default=6.0, help="microphone recording length")
-    en.add_argument("--device", default="", help="microphone (sounddevice name or index)")
+    en.add_argument("--device", dest="mic_device", default="", help="microphone (sounddevice name or index)")
     en.add_argument("--data-dir", metavar="DIR")
     en.set_defaults(func=lambda a: cmd_enroll(a, config_of))
     al = sub.add_parser("align", help="personalize the bridge now on your labelled utterances")
@@ -93,7 +93,7 @@ def cmd_enroll(args, config_of) -> int:
         with open(args.file, "rb") as f:
             data = f.read()
     else:
-        data = _record(args.seconds, args.device)
+        data = _record(args.seconds, args.mic_device)
     body, ctype = _multipart(args.file or "mic.wav", data)
     r = c.request_raw("POST", f"/v1/enrollment/prompts/{pid}/recording", body, ctype)
     print(f"stored as utterance {r['utterance_id']} ({r['duration_s']:.1f} s), labelled with the prompt")

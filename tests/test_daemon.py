@@ -136,3 +136,29 @@ def test_sigterm_exits_zero_and_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_pa
     assert not (d.data_dir / "daemon.json").exists()
     r = cli("status")
     assert r.returncode == 2 and "no running daemon" in r.stderr
+
+
+def test_personalization_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_path):
+    d = DaemonProcess(tmp_path / "data", tiny_bundle, source="none",
+                      extra_config="[alignment]\nenabled = false\n").start()
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(d.data_dir)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=60, env=env)
+
+    try:
+        x = (np.random.default_rng(2).standard_normal(16000) * 0.1).astype(np.float32)
+        sf.write(tmp_path / "p.wav", x, 16000)
+        r = cli("enroll", "--file", str(tmp_path / "p.wav"), "--text", "call leocadia")
+        assert r.returncode == 0 and 'call leocadia' in r.stdout and "stored as utterance" in r.stdout, r.stderr
+        r = cli("history", "--labelled")
+        assert "label: call leocadia" in r.stdout
+        r = cli("bridges", "list")
+        assert r.returncode == 0 and "* random-0" in r.stdout
+        r = cli("bridges", "activate", "random-0")
+        assert r.returncode == 0 and "active bridge: random-0" in r.stdout
+        r = cli("align", "--no-wait")
+        assert r.returncode == 2 and "alignment.enabled" in r.stderr
+    finally:
+        assert d.stop() == 0
