@@ -73,6 +73,7 @@ METHODS: dict[str, Method | None] = {
     "base": None,
     "backprop": trainer("backprop"),
     "backprop+replay": trainer("backprop", anchor=1e-2, replay_share=0.25),
+    "backprop-gentle": trainer("backprop", steps=100, lr=2e-4, anchor=1e-2, replay_share=0.25),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
     "embed+backprop": trainer("embed+backprop"),
