@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if not args.no_results:
-        cmd = "python -m bench.personalize " + " ".join(argv if argv is not None else sys.argv[1:])
+        import shlex
+
+        cmd = "python -m bench.personalize " + shlex.join(argv if argv is not None else sys.argv[1:])
         with RESULTS.open("a", encoding="utf-8") as f:
             f.write(f"\n### personalize: `{rows[0]['user']}` ({time.strftime('%Y-%m-%d')}, "
                     f"{time.perf_counter() - t0:.0f} s)\n\n`{cmd}`\n\n{table(rows)}")
