@@ -130,4 +130,4 @@ def test_models_list_shows_presets_and_noise_bundles(tiny_bundle, tmp_path):
     res = run_cli("models", "list", "--data-dir", str(tmp_path))
     assert res.returncode == 0
     assert "wav2vec2-base-qwen2.5-0.5b" in res.stdout and "random weights" in res.stdout
-    assert "no trained bridge" in res.stdout or "not pulled" in res.stdout
+    assert "not pulled" in res.stdout  # presets are listed even before a pull (no-bridge note: test_presets)
