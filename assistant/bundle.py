@@ -63,6 +63,9 @@ class PromptFormat:
     response_max_new_tokens: int = 64
     history_turns: int = 3
     draft_case: str = "as_is"
+    # Joint CTC/LLM transcript decoding (engine/joint.py): the CTC prefix score's weight, 0 = the LLM
+    # alone. Chosen on the bundle's dev set when it is built (a small LLM needs the CTC's spelling).
+    joint_ctc_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.response not in ("chat", "plain"):
@@ -71,6 +74,8 @@ class PromptFormat:
             raise ModelFilesError(
                 f"manifest prompt.draft_case is {self.draft_case!r}; allowed: 'as_is', 'lower', 'upper'"
             )
+        if not 0.0 <= self.joint_ctc_weight < 1.0:
+            raise ModelFilesError(f"manifest prompt.joint_ctc_weight is {self.joint_ctc_weight}; allowed: 0 <= w < 1")
         if "{transcript}" not in self.plain_template:
             raise ModelFilesError("manifest prompt.plain_template must contain '{transcript}'")
         if self.transcript_tokens_per_s <= 0 or self.response_max_new_tokens < 1 or self.history_turns < 0:

@@ -36,7 +36,7 @@ Method = Callable[..., object]
 
 
 def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, anchor: float = 0.0,
-            replay_share: float = 0.0, **options) -> Method:
+            replay_share: float = 0.0, personal_head: bool = False, **options) -> Method:
     """A personalization method from the alignment trainers (assistant/alignment/trainers)."""
     def run(engine, adapt, seed):
         from dataclasses import dataclass
@@ -52,7 +52,8 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
         recipe = make_recipe(method, **options)
         recipe.setup(engine, engine.bridge, [Ex(e, t) for e, t in adapt],
                      TrainSettings(max_steps=steps, batch_size=batch, learning_rate=lr, seed=seed,
-                                   anchor_weight=anchor, replay=replay, replay_share=replay_share if replay else 0.0))
+                                   anchor_weight=anchor, replay=replay, replay_share=replay_share if replay else 0.0,
+                                   personal_head=personal_head))
         recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
         result = recipe.result()
         recipe.cleanup()
@@ -66,7 +67,8 @@ def _replay_set(engine) -> list:
     from assistant.alignment.regression import load_regression_set
 
     d = engine.bundle.root / "replay" if engine.bundle else None
-    return load_regression_set(d, encoder_id=engine.encoder.identity) if d and d.is_dir() else []
+    return load_regression_set(d, encoder_id=engine.encoder.identity,
+                               ctc_head=engine.encoder.ctc_head) if d and d.is_dir() else []
 
 
 METHODS: dict[str, Method | None] = {
@@ -74,6 +76,8 @@ METHODS: dict[str, Method | None] = {
     "backprop": trainer("backprop"),
     "backprop+replay": trainer("backprop", anchor=1e-2, replay_share=0.25),
     "backprop-gentle": trainer("backprop", steps=100, lr=2e-4, anchor=1e-2, replay_share=0.25),
+    "backprop+head": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True),
+    "backprop+head-gentle": trainer("backprop", lr=2e-4, anchor=1e-2, replay_share=0.25, personal_head=True),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
     "embed+backprop": trainer("embed+backprop"),
@@ -144,7 +148,8 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
     bundle_dir = Path(bundle) if bundle else load_config(None).bundle_path()
     engine = Engine.from_bundle(bundle_dir, device="cpu")
     generic_dir = bundle_dir / "regression"
-    generic = load_regression_set(generic_dir, encoder_id=engine.encoder.identity) if generic_dir.is_dir() else []
+    generic = load_regression_set(generic_dir, encoder_id=engine.encoder.identity,
+                               ctc_head=engine.encoder.ctc_head) if generic_dir.is_dir() else []
     log(f"user {spec}: synthesizing {max(ns, default=0)} adaptation + {test_n} test utterances")
     adapt_rows, test_rows = user_corpus(spec, max(ns, default=0), test_n, seed)
     from assistant.audio import load_audio

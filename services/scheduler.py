@@ -274,7 +274,8 @@ def _generic_set(engine):
     bundle = engine.bundle
     if bundle is None or not (bundle.root / "regression").is_dir():
         return []
-    return load_regression_set(bundle.root / "regression", encoder_id=engine.encoder.identity)
+    return load_regression_set(bundle.root / "regression", encoder_id=engine.encoder.identity,
+                               ctc_head=engine.encoder.ctc_head)
 
 
 def _now():

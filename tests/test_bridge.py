@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from assistant.engine.bridge import ConvBridge, CtcBridge, ctc_compress, run_bridge
-from assistant.engine.checkpoint import load_bridge, new_bridge, read_bridge_config, save_bridge
+from assistant.engine.checkpoint import LoadedBridge, load_bridge, new_bridge, read_bridge_config, save_bridge
 from assistant.errors import BridgeMismatchError, ModelFilesError
 
 BLANK = 0
@@ -211,3 +212,42 @@ def test_label_table_starts_from_the_llm_embeddings_and_round_trips(tmp_path, ti
     assert loaded.config.ctc_vocab == len(tokens)
     feats, logits = [torch.randn(20, enc.dim)], [logits_for([0, 5, 5, 0, 6, 4, 7] + [0] * 13, vocab=len(tokens))]
     torch.testing.assert_close(run_bridge(loaded.module, feats, logits), run_bridge(b.module, feats, logits))
+
+
+def test_a_grown_personal_head_computes_what_its_parent_did_and_round_trips(tmp_path, tiny_engine):
+    from assistant.engine.bridge import bridge_ctc_logits, with_personal_head
+
+    enc, llm = tiny_engine.encoder, tiny_engine.llm
+    tokens = enc.ctc_tokenizer.convert_ids_to_tokens(list(range(len(enc.ctc_tokenizer))))
+    parent = new_bridge("ctc", encoder_dim=enc.dim, llm_dim=llm.dim, encoder_id=enc.identity, llm_id=llm.identity,
+                        ctc_blank_id=enc.blank_id, ctc_vocab=len(tokens), hidden_dim=12, seed=1)
+    grown = with_personal_head(parent.module, enc.ctc_head, adapter_dim=8)
+    assert grown.owns_head and grown.adapter is not None and not parent.module.owns_head
+    torch.manual_seed(0)
+    feats = [torch.randn(30, enc.dim), torch.randn(17, enc.dim)]
+    with torch.no_grad():
+        logits = [enc.ctc_head(f) for f in feats]
+        # the grown bridge reads the encoder's head itself: no logits needed, same outputs
+        torch.testing.assert_close(run_bridge(grown, feats), run_bridge(parent.module, feats, logits))
+        torch.testing.assert_close(bridge_ctc_logits(grown, feats[0], None), logits[0])
+        assert bridge_ctc_logits(parent.module, feats[0], logits[0]) is logits[0]
+        grown.adapter.up.weight.normal_()  # a trained adapter changes what the bridge hears
+    with torch.no_grad():
+        assert not torch.allclose(bridge_ctc_logits(grown, feats[0], None), logits[0])
+    cand = LoadedBridge(module=grown, config=dataclasses.replace(parent.config, adapter_dim=8,
+                                                                  head_vocab=grown.head.out_features))
+    save_bridge(cand, tmp_path / "grown")
+    loaded = load_bridge(tmp_path / "grown", encoder_id=enc.identity, llm_id=llm.identity, encoder_dim=enc.dim,
+                         llm_dim=llm.dim, ctc_blank_id=enc.blank_id)
+    assert loaded.config.adapter_dim == 8 and loaded.config.head_vocab == grown.head.out_features
+    with torch.no_grad():
+        torch.testing.assert_close(run_bridge(loaded.module, feats), run_bridge(grown, feats))
+    with pytest.raises(ValueError, match="ctc bridge"):
+        with_personal_head(ConvBridge(16, 24, 8), enc.ctc_head, 8)
+
+
+def test_a_conv_config_with_a_personal_head_is_refused(tmp_path):
+    b = new_bridge("conv", encoder_dim=16, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", hidden_dim=8)
+    save_bridge(b, tmp_path, head_vocab=5)
+    with pytest.raises(ModelFilesError, match="no personal adapter or CTC head"):
+        load_bridge(tmp_path, **_ids())

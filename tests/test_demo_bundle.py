@@ -67,7 +67,8 @@ def test_both_shipped_bridges_load_and_the_regression_set_matches(engine):
 
     for kind in engine.bundle.manifest.bridges:
         assert Engine.load_bridge_for(engine.bundle.bridge_dir(kind), engine.encoder, engine.llm).kind == kind
-    items = load_regression_set(DEMO / "regression", encoder_id=engine.encoder.identity)
+    items = load_regression_set(DEMO / "regression", encoder_id=engine.encoder.identity,
+                               ctc_head=engine.encoder.ctc_head)
     assert len(items) >= 100 and all(i.text for i in items)
     text, _, _, _ = engine.transcribe_encoded(items[0].encoded, items[0].duration_s)
     assert isinstance(text, str)

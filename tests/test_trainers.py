@@ -264,3 +264,37 @@ def test_inputs_need_ctc_logits_for_a_ctc_bridge(parents, examples):
     bare = Ex(EncoderOutput(enc.features, None, enc.frame_rate_hz), "hi")
     with pytest.raises(ValueError, match="CTC logits"):
         BridgeInputs(parents["ctc"].module, [bare], torch.device("cpu"))
+
+
+@pytest.mark.parametrize("method", ["backprop", "embed"])
+def test_personal_head_grows_trains_with_ctc_and_serves(method, tiny_engine, parents, examples, tmp_path):
+    parent = parents["ctc"]
+    settings = TrainSettings(max_steps=30, learning_rate=1e-2, batch_size=8, personal_head=True, adapter_dim=16)
+    recipe = make_recipe(method)
+    recipe.setup(tiny_engine, parent, examples, settings)
+    assert recipe.inputs.dynamic and recipe.inputs.ctc_targets is not None
+    assert recipe.objective.ctc_weight == settings.ctc_weight
+    with torch.no_grad():
+        ctc_before = float(recipe.inputs.ctc_loss(recipe.candidate.module, range(len(examples))))
+    before = recipe.evaluate()
+    assert recipe.train(should_pause=lambda: False, on_progress=lambda p: None) == "done"
+    assert recipe.evaluate() < before * 0.9
+    with torch.no_grad():
+        ctc_after = float(recipe.inputs.ctc_loss(recipe.candidate.module, range(len(examples))))
+    assert ctc_after < ctc_before * 0.9, (ctc_before, ctc_after)  # the head learned the user's labels
+    result = recipe.result()
+    recipe.cleanup()
+    assert not parent.module.owns_head  # the serving bridge was copied, never grown in place
+    assert result.config.head_vocab == tiny_engine.encoder.ctc_head.out_features and result.config.adapter_dim == 16
+    save_bridge(result, tmp_path / "cand")
+    loaded = tiny_engine.load_bridge_for(tmp_path / "cand", tiny_engine.encoder, tiny_engine.llm)
+    assert loaded.module.owns_head
+    text, *_ = tiny_engine.transcribe_encoded(examples[0].encoded, 1.0, bridge=loaded, speculative=True)
+    assert isinstance(text, str)
+
+
+def test_personal_head_is_not_grown_on_a_conv_bridge(tiny_engine, parents, examples):
+    recipe = make_recipe("backprop")
+    recipe.setup(tiny_engine, parents["conv"], examples, TrainSettings(max_steps=1, personal_head=True))
+    assert not recipe.inputs.dynamic and recipe.inputs.ctc_targets is None and recipe.candidate.config.head_vocab == 0
+    recipe.cleanup()

@@ -56,8 +56,12 @@ def save_regression_set(directory: Path, encoded: Sequence[EncoderOutput], rows:
         {"encoder_id": encoder_id, "ctc_vocab": vocab, "utterances": meta}, indent=1), encoding="utf-8")
 
 
-def load_regression_set(directory: Path, *, encoder_id: str, device: str | torch.device = "cpu") -> list[RegressionItem]:
-    """Load the set; refuses one cached by another encoder (its features would mean nothing)."""
+def load_regression_set(directory: Path, *, encoder_id: str, device: str | torch.device = "cpu",
+                        ctc_head: torch.nn.Module | None = None) -> list[RegressionItem]:
+    """Load the set; refuses one cached by another encoder (its features would mean nothing).
+
+    ``ctc_head`` (the encoder's): CTC logits are recomputed from the features, as soft as at serving
+    time; without it they are one-hot logits of the stored labels (the argmax only)."""
     from safetensors.torch import load_file
 
     try:
@@ -78,7 +82,10 @@ def load_regression_set(directory: Path, *, encoder_id: str, device: str | torch
             feats = tensors[f"{i}.features"].float()
         labels = tensors.get(f"{i}.ctc_labels")
         logits = None
-        if labels is not None:  # one-hot logits reproduce the argmax exactly
+        if labels is not None and ctc_head is not None:  # soft logits: joint CTC/LLM decoding weighs them
+            with torch.no_grad():
+                logits = ctc_head(feats.to(next(ctc_head.parameters()).dtype)).float()
+        elif labels is not None:  # one-hot logits reproduce the argmax exactly
             logits = torch.full((labels.shape[0], vocab), -1e4, device=feats.device)
             logits[torch.arange(labels.shape[0]), labels.long()] = 0.0
         enc = EncoderOutput(features=feats, ctc_logits=logits, frame_rate_hz=float(u["frame_rate_hz"]))

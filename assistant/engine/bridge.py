@@ -7,11 +7,21 @@ Two kinds:
   features (one position per emitted CTC symbol), then LayerNorm -> projection (Linear, or a
   Linear-GELU-Linear MLP when ``hidden_dim > 0``).
 
+A ctc bridge may also own a *personal head* (``head_vocab > 0``: a copy of the encoder's CTC head,
+trained with the bridge) and a zero-initialised residual *adapter* on the encoder frames
+(``adapter_dim > 0``). Personalization grows them (``with_personal_head``): the frozen encoder's CTC head
+decides where segments start and which label each gets, and for a voice it never heard that decision
+is wrong in ways the projection after it cannot undo; with its own head the bridge can learn the
+user's voice where the segmentation is made. Grown from a parent, the bridge starts out computing
+exactly what the parent computed.
+
 A checkpoint is a directory ``bridge.safetensors`` + ``bridge.json`` (see checkpoint.py); the module is
 rebuilt from the JSON alone.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -87,14 +97,31 @@ class ConvBridge(nn.Module):
         return self.proj(x), self.out_lengths(lengths)
 
 
+class ResidualAdapter(nn.Module):
+    """x + up(GELU(down(LayerNorm(x)))), with ``up`` zero-initialised: the identity until trained."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.down = nn.Linear(dim, hidden_dim)
+        self.up = nn.Linear(hidden_dim, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(nn.functional.gelu(self.down(self.norm(x))))
+
+
 class CtcBridge(nn.Module):
     """With ``ctc_vocab > 0`` each segment also gets a learned embedding of its CTC label (the label
     table, initialised from the LLM's own embeddings of those characters by ``init_label_table``): the
     LLM then starts from reading a noisy transcript, which a small LLM trained to copy noisy text reads
-    well, and the projection of the acoustic features adds what the label alone misses."""
+    well, and the projection of the acoustic features adds what the label alone misses.
+
+    ``adapter_dim`` / ``head_vocab`` > 0 add the personal adapter and CTC head (module docstring)."""
 
     def __init__(self, encoder_dim: int, llm_dim: int, hidden_dim: int, blank_id: int, input_norm: bool = True,
-                 ctc_vocab: int = 0) -> None:
+                 ctc_vocab: int = 0, adapter_dim: int = 0, head_vocab: int = 0) -> None:
         super().__init__()
         self.blank_id = blank_id
         self.label_embed = nn.Embedding(ctc_vocab, llm_dim) if ctc_vocab > 0 else None
@@ -105,14 +132,30 @@ class CtcBridge(nn.Module):
             self.proj = nn.Sequential(nn.Linear(encoder_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, llm_dim))
         else:
             self.proj = nn.Linear(encoder_dim, llm_dim)
+        self.adapter = ResidualAdapter(encoder_dim, adapter_dim) if adapter_dim > 0 else None
+        self.head = nn.Linear(encoder_dim, head_vocab) if head_vocab > 0 else None
+
+    @property
+    def owns_head(self) -> bool:
+        return self.head is not None
+
+    def frames(self, features: torch.Tensor, ctc_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames, dim), encoder logits or None -> adapted frames and the logits that segment them."""
+        if self.adapter is not None:
+            features = self.adapter(features)
+        if self.head is not None:
+            return features, self.head(features)
+        if ctc_logits is None:
+            raise ValueError("the ctc bridge needs the encoder's CTC logits")
+        return features, ctc_logits
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor,
                 ctc_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, frames, dim), (batch,), (batch, frames, vocab) -> (batch, segments, llm_dim), (batch,)."""
-        if ctc_logits is None:
-            raise ValueError("the ctc bridge needs the encoder's CTC logits")
-        outs = [self.forward_segments(*ctc_segments(features[i, :n], ctc_logits[i, :n], self.blank_id))
-                for i, n in enumerate(lengths.tolist())]
+        outs = []
+        for i, n in enumerate(lengths.tolist()):
+            f, logits = self.frames(features[i, :n], None if ctc_logits is None else ctc_logits[i, :n])
+            outs.append(self.forward_segments(*ctc_segments(f, logits, self.blank_id)))
         return _pad(outs)
 
     def forward_segments(self, segments: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,6 +166,46 @@ class CtcBridge(nn.Module):
                 raise ValueError("this ctc bridge has a label table: pass the segments' CTC labels")
             out = out + self.label_embed(labels)
         return out
+
+
+def bridge_ctc_logits(module: nn.Module, features: torch.Tensor, ctc_logits: torch.Tensor | None
+                      ) -> torch.Tensor | None:
+    """The CTC logits that describe what this bridge hears: its personal head's when it has one."""
+    if isinstance(module, CtcBridge) and module.owns_head:
+        return module.frames(features, ctc_logits)[1]
+    return ctc_logits
+
+
+def with_personal_head(module: nn.Module, encoder_head: nn.Module, adapter_dim: int) -> nn.Module:
+    """A copy of ctc bridge ``module`` that owns a CTC head (from the encoder's, or its own if it already
+    has one) and a residual adapter of ``adapter_dim`` (zero: none); same outputs as ``module``."""
+    if not isinstance(module, CtcBridge):
+        raise ValueError("only a ctc bridge can own a CTC head")
+    if module.owns_head and (module.adapter is not None or adapter_dim == 0):
+        return copy.deepcopy(module)
+    w = module.head.weight if module.head is not None else encoder_head.weight
+    b = module.head.bias if module.head is not None else encoder_head.bias
+    label = module.label_embed
+    proj_hidden = module.proj[0].out_features if isinstance(module.proj, nn.Sequential) else 0
+    dim, llm_dim = w.shape[1], (label.embedding_dim if label is not None else _out_dim(module.proj))
+    grown = CtcBridge(dim, llm_dim, proj_hidden, module.blank_id, input_norm=not isinstance(module.norm, nn.Identity),
+                      ctc_vocab=label.num_embeddings if label is not None else 0, adapter_dim=adapter_dim,
+                      head_vocab=w.shape[0]).to(w.device, w.dtype)
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith("head.")}
+    if module.adapter is not None:
+        grown.adapter = copy.deepcopy(module.adapter)
+    missing, unexpected = grown.load_state_dict(state, strict=False)
+    if unexpected or any(not (k.startswith("adapter.") or k.startswith("head.")) for k in missing):
+        raise ValueError(f"cannot grow this bridge: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        grown.head.weight.copy_(w.detach())
+        grown.head.bias.copy_(b.detach() if b is not None else torch.zeros_like(grown.head.bias))
+    return grown
+
+
+def _out_dim(proj: nn.Module) -> int:
+    last = proj[-1] if isinstance(proj, nn.Sequential) else proj
+    return int(last.out_features)
 
 
 def init_label_table(module: nn.Module, ctc_tokens: list[str], delimiter: str, llm) -> int:
@@ -143,13 +226,17 @@ def init_label_table(module: nn.Module, ctc_tokens: list[str], delimiter: str, l
 
 
 def build_bridge(kind: str, *, encoder_dim: int, llm_dim: int, hidden_dim: int,
-                 blank_id: int | None = None, input_norm: bool = True, ctc_vocab: int = 0) -> nn.Module:
+                 blank_id: int | None = None, input_norm: bool = True, ctc_vocab: int = 0,
+                 adapter_dim: int = 0, head_vocab: int = 0) -> nn.Module:
     if kind == "conv":
+        if adapter_dim or head_vocab:
+            raise ValueError("a conv bridge has no personal adapter or CTC head")
         return ConvBridge(encoder_dim, llm_dim, hidden_dim, input_norm=input_norm)
     if kind == "ctc":
         if blank_id is None:
             raise ValueError("a ctc bridge needs the CTC blank id")
-        return CtcBridge(encoder_dim, llm_dim, hidden_dim, blank_id, input_norm=input_norm, ctc_vocab=ctc_vocab)
+        return CtcBridge(encoder_dim, llm_dim, hidden_dim, blank_id, input_norm=input_norm, ctc_vocab=ctc_vocab,
+                         adapter_dim=adapter_dim, head_vocab=head_vocab)
     raise ValueError(f"unknown bridge kind {kind!r}; allowed: {', '.join(BRIDGE_KINDS)}")
 
 
@@ -158,10 +245,13 @@ def run_bridge(module: nn.Module, features: list[torch.Tensor],
     """Batch unpadded per-utterance inputs through a bridge; returns unpadded outputs."""
     feats, lengths = _pad(features)
     if isinstance(module, CtcBridge):
-        if ctc_logits is None or any(x is None for x in ctc_logits):
-            raise ValueError("the ctc bridge needs the encoder's CTC logits")
-        logits, _ = _pad(ctc_logits)  # type: ignore[arg-type]
-        out, out_len = module(feats, lengths, logits)
+        if module.owns_head:
+            out, out_len = module(feats, lengths)
+        else:
+            if ctc_logits is None or any(x is None for x in ctc_logits):
+                raise ValueError("the ctc bridge needs the encoder's CTC logits")
+            logits, _ = _pad(ctc_logits)  # type: ignore[arg-type]
+            out, out_len = module(feats, lengths, logits)
     else:
         out, out_len = module(feats, lengths)
     return [out[i, :n] for i, n in enumerate(out_len.tolist())]

@@ -37,6 +37,8 @@ class BridgeConfig:
     llm_id: str
     ctc_blank_id: int | None = None
     ctc_vocab: int = 0  # > 0: a ctc bridge with a label table of this many CTC labels
+    adapter_dim: int = 0  # > 0: a personal residual adapter on the encoder frames (ctc bridges)
+    head_vocab: int = 0  # > 0: the bridge owns a CTC head of this many labels (ctc bridges)
     input_norm: bool = True
     version: str = "base"
     parent_version: str | None = None
@@ -174,8 +176,12 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
     if _sha256(wpath) != cfg.sha256:
         raise ModelFilesError(f"bridge checkpoint {directory} is corrupt: {WEIGHTS_NAME} does not match the "
                               f"sha256 in {CONFIG_NAME}", fix="restore it or use another version")
-    module = build_bridge(cfg.kind, encoder_dim=cfg.encoder_dim, llm_dim=cfg.llm_dim, hidden_dim=cfg.hidden_dim,
-                          blank_id=cfg.ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab)
+    try:
+        module = build_bridge(cfg.kind, encoder_dim=cfg.encoder_dim, llm_dim=cfg.llm_dim, hidden_dim=cfg.hidden_dim,
+                              blank_id=cfg.ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab,
+                              adapter_dim=cfg.adapter_dim, head_vocab=cfg.head_vocab)
+    except ValueError as exc:
+        raise ModelFilesError(f"bridge config {directory / CONFIG_NAME}: {exc}") from exc
     try:
         state = load_file(str(wpath))
         module.load_state_dict(state, strict=True)

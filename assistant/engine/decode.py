@@ -10,12 +10,16 @@ proposal is empty and this is plain greedy decoding, token by token.
 Proposals only ride along in a pass that had to happen anyway, so a draft never costs an extra pass,
 and the output is exactly plain greedy's (up to float rounding between batched and single-token
 passes: fp32 on CPU gives identical argmaxes in practice; the tests check it on many inputs).
+
+A ``chooser`` (``choose(logits) -> token``, ``accept(token)``; joint.py's CTC/LLM fusion) replaces the
+argmax: the draft is then checked against the chooser's picks, position by position, so the output is
+exactly what the chooser would pick token by token.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import torch
 
@@ -32,6 +36,12 @@ class DecodeResult:
     stopped_by: str  # "stop" (a stop token) or "max_tokens"
     draft_tokens: int = 0
     accepted_tokens: int = 0  # output tokens that came from the draft
+
+
+class Chooser(Protocol):
+    def choose(self, logits: torch.Tensor) -> int: ...
+
+    def accept(self, token: int) -> None: ...
 
 
 def _propose(draft: Sequence[int], out: Sequence[int], anchor: int, limit: int) -> tuple[list[int], int]:
@@ -57,7 +67,8 @@ def _propose(draft: Sequence[int], out: Sequence[int], anchor: int, limit: int) 
 
 @torch.inference_mode()
 def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids: set[int],
-           draft: Sequence[int] | None = None, draft_variants: Sequence[Sequence[int]] = ()) -> DecodeResult:
+           draft: Sequence[int] | None = None, draft_variants: Sequence[Sequence[int]] = (),
+           chooser: Chooser | None = None) -> DecodeResult:
     """Greedy continuation of ``prefix_embeds`` (1, positions, hidden) with a transformers causal LM.
 
     ``draft_variants``: alternative tokenizations of one draft (e.g. with and without a leading space);
@@ -69,7 +80,8 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
     # Only the last position's logits are needed after the prefill (a 150k vocabulary makes the rest costly).
     logits = model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
     passes = 1
-    nxt = int(logits[0, -1].argmax())
+    pick = chooser.choose if chooser is not None else (lambda row: int(row.argmax()))
+    nxt = pick(logits[0, -1])
     out: list[int] = []
     variants = [list(v) for v in draft_variants if v] or ([list(draft)] if draft else [[]])
     draft = next((v for v in variants if v and v[0] == nxt), variants[0])
@@ -81,18 +93,30 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
         if nxt in stop_ids:
             return DecodeResult(out, passes, "stop", len(draft), accepted_total)
         out.append(nxt)
+        if chooser is not None:
+            chooser.accept(nxt)
         if len(out) >= max_new_tokens:
             return DecodeResult(out, passes, "max_tokens", len(draft), accepted_total)
         proposal, start = _propose(draft, out, anchor, min(span, max_new_tokens - len(out)))
         ids = torch.tensor([[nxt, *proposal]], device=device)
         logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0]
         passes += 1
-        preds = logits.argmax(-1).tolist()  # preds[i]: greedy token after nxt + proposal[:i]
         k = 0
-        while k < len(proposal) and proposal[k] == preds[k] and preds[k] not in stop_ids \
-                and len(out) < max_new_tokens:
-            out.append(proposal[k])
-            k += 1
+        if chooser is None:
+            preds = logits.argmax(-1).tolist()  # preds[i]: greedy token after nxt + proposal[:i]
+            while k < len(proposal) and proposal[k] == preds[k] and preds[k] not in stop_ids \
+                    and len(out) < max_new_tokens:
+                out.append(proposal[k])
+                k += 1
+            choice = preds[k]
+        else:  # the chooser's pick depends on the prefix: check the proposal one position at a time
+            choice = chooser.choose(logits[0])
+            while k < len(proposal) and proposal[k] == choice and choice not in stop_ids \
+                    and len(out) < max_new_tokens:
+                out.append(choice)
+                chooser.accept(choice)
+                k += 1
+                choice = chooser.choose(logits[k]) if k < logits.shape[0] else choice
         if proposal:
             accepted_total += k
             anchor = start + k if k else anchor
@@ -104,4 +128,4 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
                 cache.crop(-(len(proposal) - k))
         if len(out) >= max_new_tokens:
             return DecodeResult(out, passes, "max_tokens", len(draft), accepted_total)
-        nxt = preds[k]
+        nxt = choice

@@ -65,6 +65,21 @@ class SpeechEncoder:
     def has_ctc(self) -> bool:
         return self._head is not None and self.blank_id is not None
 
+    @property
+    def ctc_head(self) -> torch.nn.Module | None:
+        """The CTC output layer (hidden -> labels), or None; a personal bridge head starts as its copy."""
+        return self._head if self.has_ctc else None
+
+    def ctc_ids(self, text: str) -> list[int]:
+        """A transcript as CTC label ids (lower case, spaces -> the word delimiter, unknown characters
+        dropped): the targets of a personal CTC head."""
+        if self.ctc_tokenizer is None:
+            return []
+        vocab = self.ctc_tokenizer.get_vocab()
+        delim = getattr(self.ctc_tokenizer, "word_delimiter_token", None) or "|"
+        ids = [vocab[delim] if c == " " else vocab.get(c) for c in " ".join(text.lower().split())]
+        return [i for i in ids if i is not None]
+
     @classmethod
     def load(cls, model_dir: str | Path, *, identity: str, device: str | torch.device = "auto") -> "SpeechEncoder":
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCTC, AutoTokenizer

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from assistant.bundle import Bundle, load_bundle
-from assistant.engine.bridge import run_bridge
+from assistant.engine.bridge import bridge_ctc_logits, run_bridge
+from assistant.engine.joint import joint_chooser
 from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_config
 from assistant.engine.decode import DecodeResult, decode
 from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
@@ -67,6 +68,8 @@ class Engine:
         self.llm = llm
         self.bridge = bridge
         self.speculative = speculative and encoder.has_ctc and encoder.ctc_tokenizer is not None
+        # joint CTC/LLM transcript decoding (engine/joint.py); the bundle's choice, settable
+        self.ctc_weight = llm.prompt.joint_ctc_weight if encoder.has_ctc and encoder.ctc_tokenizer is not None else 0.0
         self.bundle = bundle
         self.history: deque[tuple[str, str]] = deque(maxlen=llm.prompt.history_turns)
 
@@ -133,10 +136,18 @@ class Engine:
         prefix = self.llm.speech_prefix(speech)
         use_draft = self.speculative if speculative is None else (speculative and self.encoder.has_ctc)
         variants: list[list[int]] = []
-        if use_draft and enc.ctc_logits is not None:
-            variants = self.llm.draft_variants(self.encoder.ctc_text(enc.ctc_logits))
+        # a personal CTC head (bridge) hears what the personalized bridge hears: it drafts and scores
+        ctc_logits = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits) \
+            if (use_draft or self.ctc_weight > 0) else None
+        if use_draft and ctc_logits is not None:
+            variants = self.llm.draft_variants(self.encoder.ctc_text(ctc_logits))
+        chooser = None
+        if self.ctc_weight > 0 and ctc_logits is not None:
+            chooser = joint_chooser(torch.log_softmax(ctc_logits.float(), -1), self.encoder.blank_id,
+                                    self.encoder.ctc_tokenizer, self.llm.token_text, self.llm.transcript_stop_ids,
+                                    self.ctc_weight)
         result = decode(self.llm.model, prefix, max_new_tokens=self.llm.transcript_budget(duration_s),
-                        stop_ids=self.llm.transcript_stop_ids, draft_variants=variants)
+                        stop_ids=self.llm.transcript_stop_ids, draft_variants=variants, chooser=chooser)
         text = self.llm.decode_text(result.token_ids)
         return text, result, t1 - t0, time.perf_counter() - t1
 

@@ -29,6 +29,7 @@ class CausalLM:
         self.dtype = model.get_input_embeddings().weight.dtype
         self._embed = model.get_input_embeddings()
         self.stop_ids = self._stop_ids()
+        self._special_ids = set(getattr(tokenizer, "all_special_ids", []))
         self.transcript_stop_ids = set(self.stop_ids)
         if prompt.transcript_end:
             self.transcript_stop_ids |= set(self._single_token(prompt.transcript_end, "prompt.transcript_end"))
@@ -130,6 +131,17 @@ class CausalLM:
         text = "".join(p.plain_template.format(transcript=u) + " " + r + p.plain_turn_end for u, r in history)
         text += p.plain_template.format(transcript=transcript)
         return self.tokenizer(text, add_special_tokens=True).input_ids
+
+    def token_text(self, token_id: int) -> str:
+        """One token's text as it reads inside a transcript: a BPE/SentencePiece word start keeps its
+        leading space (decoding a lone token drops it), special tokens read as nothing."""
+        if token_id in self._special_ids:
+            return ""
+        piece = self.tokenizer.convert_ids_to_tokens(int(token_id)) or ""
+        text = self.tokenizer.decode([int(token_id)], skip_special_tokens=True)
+        if piece[:1] in ("\u0120", "\u2581") and not text.startswith(" "):
+            text = " " + text.lstrip()
+        return text
 
     def decode_text(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()

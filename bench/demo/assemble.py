@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import time
 from pathlib import Path
@@ -39,14 +41,14 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def write_manifest(out: Path, *, enc_id: str, llm_id: str, bridges: dict[str, str], default: str,
-                   build: dict, metrics: dict) -> None:
+                   build: dict, metrics: dict, joint_ctc_weight: float = 0.0) -> None:
     save_manifest(out, BundleManifest(
         name="demo",
         description=("small models trained on synthetic espeak-ng speech: understands spoken English "
                      "voice-assistant requests (timers, alarms, weather, calls, music, smart home, dates, numbers)"),
         encoder=ComponentSpec(path="encoder", id=enc_id),
         llm=ComponentSpec(path="llm", id=llm_id),
-        prompt=DEMO_PROMPT,
+        prompt=dataclasses.replace(DEMO_PROMPT, joint_ctc_weight=joint_ctc_weight),
         bridges=bridges,
         default_bridge=default,
         is_noise=False,

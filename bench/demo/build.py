@@ -24,7 +24,7 @@ import torch
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from bench.demo import assemble, bridge_train, encoder_train, lm_train  # noqa: E402
+from bench.demo import assemble, augment, bridge_train, encoder_train, joint_weight, lm_train  # noqa: E402
 from bench.demo import corpora  # noqa: E402
 
 
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", metavar="PARTS", default="",
                     help="comma list of encoder,llm: take them from the existing --out bundle instead of "
                          "training again (to iterate on later stages; recorded in the manifest)")
+    ap.add_argument("--augment", type=int, default=None, metavar="N",
+                    help="perturbed copies of the training audio for the encoder and bridges (bench/demo/augment.py; "
+                         "default 0: the shipped bundle was built without)")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     timer = Timer()
@@ -73,15 +76,24 @@ def main(argv: list[str] | None = None) -> int:
     sizes = corpora.QUICK if args.quick else corpora.FULL
     if args.quick:
         enc_r, lm_r, br_r = replace(enc_r, steps=60), replace(lm_r, steps=40), replace(br_r, steps=20)
+    if args.augment is not None:
+        enc_r = replace(enc_r, augment_copies=args.augment)
 
     sets = timer.run("corpus", corpora.build, sizes, seed=args.seed, work=args.work)
     train_rows, dev_rows = sets.pop("train"), sets.pop("dev")
     train_waves = timer.run("load audio", assemble.load_waves, train_rows)
     dev_waves = assemble.load_waves(dev_rows)
 
-    texts = [r["text"] for r in train_rows]
     if "encoder" in reuse:
-        enc_r = encoder_train.EncoderRecipe(**old_build["recipes"]["encoder"])
+        enc_r = encoder_train.EncoderRecipe(**{**old_build["recipes"]["encoder"],
+                                               "augment_copies": old_build["recipes"]["encoder"].get(
+                                                   "augment_copies", 0)})
+    # The encoder and the bridges both learn from the clean set plus its perturbed copies: robust
+    # features are what lets a new user's voice be learned later (bench/demo/augment.py).
+    train_waves = train_waves + timer.run("augment", augment.augmented_copies, train_waves,
+                                          enc_r.augment_copies, args.seed)
+    texts = [r["text"] for r in train_rows] * (1 + enc_r.augment_copies)
+    if "encoder" in reuse:
         dev_cer = old_build.get("encoder_dev_cer", float("nan"))
     else:
         fe = encoder_train.feature_extractor()
@@ -136,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     default = min(dev_wer, key=dev_wer.get)
     metrics["dev_wer"] = dev_wer
     engine = Engine(encoder, trained[default], llm, speculative=True)
+    if encoder.has_ctc:  # joint CTC/LLM decoding: its weight is chosen on dev, like the default bridge
+        weight, metrics["dev_wer_joint"] = timer.run("joint CTC weight on dev", joint_weight.pick_weight, engine,
+                                                     dev_rows, dev_waves)
     for name, rows in sets.items():
         if name == "regression":
             continue
@@ -161,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         save_bridge(b, tmp / "bridge" / kind, metrics={"dev_wer": dev_wer[kind]},
                     training={"recipe": asdict(br_r), "n": len(texts)}, created_at=build["built_at"])
     assemble.write_manifest(tmp, enc_id=enc_id, llm_id=llm_id, bridges={k: f"bridge/{k}" for k in trained},
-                            default=default, build=build, metrics=metrics)
+                            default=default, build=build, metrics=metrics, joint_ctc_weight=engine.ctc_weight)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

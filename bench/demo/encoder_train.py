@@ -32,6 +32,7 @@ class EncoderRecipe:
     peak_lr: float = 1.5e-3
     max_frames: int = 2400  # padded frames per batch (~16 utterances): more, smaller steps learn faster here
     weight_decay: float = 0.01
+    augment_copies: int = 0  # perturbed copies of the training set (bench/demo/augment.py, --augment N)
     seed: int = 0
 
 

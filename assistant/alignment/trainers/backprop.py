@@ -30,17 +30,22 @@ log = logging.getLogger(__name__)
 
 
 class TranscriptObjective:
-    """(bridge, example indices) -> mean transcript cross-entropy through the frozen LLM."""
+    """(bridge, example indices) -> mean transcript cross-entropy through the frozen LLM, plus
+    ``ctc_weight`` x the CTC loss of the bridge's personal head when it has one (that head decides the
+    segmentation, which no gradient through the LLM reaches)."""
 
-    def __init__(self, llm: Any, inputs: BridgeInputs, post: Post | None = None) -> None:
+    def __init__(self, llm: Any, inputs: BridgeInputs, post: Post | None = None, ctc_weight: float = 0.0) -> None:
         self.llm = llm
         self.inputs = inputs
         self.post = post
+        self.ctc_weight = ctc_weight
         self.targets = [target_ids(llm, t) for t in inputs.texts]
 
     def __call__(self, module: torch.nn.Module, idx: Sequence[int]) -> torch.Tensor:
         speech = self.inputs.outputs(module, idx, self.post)
-        return transcript_loss(self.llm, speech, [self.targets[i] for i in idx]).float()
+        loss = transcript_loss(self.llm, speech, [self.targets[i] for i in idx]).float()
+        ctc = self.inputs.ctc_loss(module, idx) if self.ctc_weight > 0 else None
+        return loss if ctc is None else loss + self.ctc_weight * ctc
 
 
 def checkpointing_enabled(model: Any) -> bool:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from assistant.engine.bridge import with_personal_head
 from assistant.engine.checkpoint import LoadedBridge
 from assistant.engine.encoder import EncoderOutput
 
@@ -57,12 +58,17 @@ class TrainSettings:
     anchor_weight: float = 0.0  # 0.5 * w * ||theta - theta_parent||^2, against forgetting generic speech
     replay: Sequence[Any] = ()  # generic labelled examples (e.g. the regression set) mixed into batches
     replay_share: float = 0.25  # share of each batch drawn from ``replay`` (when it is not empty)
+    personal_head: bool = False  # ctc bridges: grow a personal CTC head (+ adapter) and train it too
+    adapter_dim: int = 256  # the personal residual adapter's width (0: head only)
+    ctc_weight: float = 1.0  # weight of the personal head's CTC loss next to the recipe's objective
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("max_steps >= 0, batch_size >= 1 and learning_rate > 0 are required")
         if not 0 <= self.replay_share < 1 or self.anchor_weight < 0:
             raise ValueError("replay_share must be in [0, 1) and anchor_weight >= 0")
+        if self.adapter_dim < 0 or self.ctc_weight < 0:
+            raise ValueError("adapter_dim and ctc_weight must be >= 0")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able summary (replay examples are data, so only their count)."""
@@ -95,18 +101,35 @@ class Recipe(Protocol):
     def cleanup(self) -> None: ...
 
 
-def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None) -> LoadedBridge:
+def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None, *,
+                 encoder_head: torch.nn.Module | None = None, adapter_dim: int = 0) -> LoadedBridge:
     """A trainable deep copy of the serving ``parent`` (its module is never touched).
 
+    ``encoder_head`` (ctc bridges): the copy grows a personal CTC head started from it and a residual
+    adapter of ``adapter_dim`` (``bridge.with_personal_head``); it still computes what the parent does.
     ``init`` (optional) supplies starting weights other than the parent's, e.g. the previous stage of a
     sequential recipe; version bookkeeping still names the real parent.
     """
     module = copy.deepcopy(parent.module)
+    changes: dict[str, Any] = {}
+    if encoder_head is not None:
+        module = with_personal_head(module, encoder_head, adapter_dim)
+        changes = {"adapter_dim": module.adapter.down.out_features if module.adapter is not None else 0,
+                   "head_vocab": module.head.out_features}
     if init is not None:
         module.load_state_dict(init.state_dict())
     cfg = dataclasses.replace(parent.config, version="candidate", parent_version=parent.version, metrics={},
-                              training={}, created_at="", sha256="")
+                              training={}, created_at="", sha256="", **changes)
     return LoadedBridge(module=module, config=cfg)
+
+
+def growth_of(engine: Any, parent: LoadedBridge, settings: TrainSettings) -> dict[str, Any]:
+    """``candidate_of`` keywords for ``settings.personal_head``: empty when the bridge cannot own a head
+    (a conv bridge, or an encoder without CTC)."""
+    head = getattr(getattr(engine, "encoder", None), "ctc_head", None)
+    if not settings.personal_head or parent.kind != "ctc" or head is None:
+        return {}
+    return {"encoder_head": head, "adapter_dim": settings.adapter_dim}
 
 
 def finished_bridge(candidate: LoadedBridge, module: torch.nn.Module, training: dict[str, Any]) -> LoadedBridge:

@@ -13,6 +13,7 @@ import random
 from typing import Callable, Sequence
 
 import torch
+from torch import nn
 
 from assistant.alignment.trainers.base import LabelledExample, derived_seed
 from assistant.engine.bridge import CtcBridge, ctc_segments, run_bridge
@@ -21,27 +22,39 @@ Post = Callable[[torch.Tensor], torch.Tensor]  # applied to each bridge output (
 
 
 class BridgeInputs:
-    """Per-example bridge inputs on the bridge's device (train examples first, then replay)."""
+    """Per-example bridge inputs on the bridge's device (train examples first, then replay).
 
-    def __init__(self, module: torch.nn.Module, examples: Sequence[LabelledExample], device: torch.device) -> None:
+    A ctc bridge that owns a CTC head or an adapter segments with its own (trained) weights, so its
+    compression is redone at every step from the frames ("dynamic"); ``ctc_ids`` then also gives the
+    personal head's CTC targets (``ctc_loss``).
+    """
+
+    def __init__(self, module: torch.nn.Module, examples: Sequence[LabelledExample], device: torch.device,
+                 ctc_ids: Callable[[str], list[int]] | None = None) -> None:
         self.is_ctc = isinstance(module, CtcBridge)
+        self.dynamic = self.is_ctc and (module.owns_head or module.adapter is not None)
         self.texts = [str(e.text) for e in examples]
         self.frames: list[int] = []
         self.items: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []  # CTC label per segment (ctc bridges)
+        self.logits: list[torch.Tensor | None] = []  # encoder CTC logits (dynamic ctc bridges)
+        self.labels: list[torch.Tensor] = []  # CTC label per segment (static ctc bridges)
         for e in examples:
             enc = e.encoded
-            feats = enc.features.detach().to(device, torch.float32)
+            feats = enc.features.detach().to(device, torch.float32).clone()  # inference tensors cannot train
             self.frames.append(int(feats.shape[0]))
-            if self.is_ctc:
-                if enc.ctc_logits is None:
-                    raise ValueError("a ctc bridge needs cached CTC logits; this example has none")
-                logits = enc.ctc_logits.detach().to(device, torch.float32)
-                seg, lab = ctc_segments(feats, logits, module.blank_id)
+            if self.is_ctc and not (self.dynamic and module.owns_head) and enc.ctc_logits is None:
+                raise ValueError("a ctc bridge needs cached CTC logits; this example has none")
+            if self.dynamic:
+                self.items.append(feats)
+                self.logits.append(None if enc.ctc_logits is None else enc.ctc_logits.detach().to(device, torch.float32))
+            elif self.is_ctc:
+                seg, lab = ctc_segments(feats, enc.ctc_logits.detach().to(device, torch.float32), module.blank_id)
                 self.items.append(seg)
                 self.labels.append(lab)
             else:
                 self.items.append(feats)
+        self.ctc_targets = ([torch.tensor(ctc_ids(t), dtype=torch.long) for t in self.texts]
+                            if ctc_ids is not None and self.dynamic and module.owns_head else None)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -49,7 +62,12 @@ class BridgeInputs:
     def outputs(self, module: torch.nn.Module, idx: Sequence[int], post: Post | None = None) -> list[torch.Tensor]:
         """Bridge outputs (positions, llm_dim) for the examples ``idx``, unpadded."""
         xs = [self.items[i] for i in idx]
-        if self.is_ctc:
+        if self.dynamic:
+            outs = []
+            for i in idx:
+                f, logits = module.frames(self.items[i], self.logits[i])
+                outs.append(module.forward_segments(*ctc_segments(f, logits.detach(), module.blank_id)))
+        elif self.is_ctc:
             # LayerNorm and the projection act per position, so one call on the concatenation is exact
             lengths = [x.shape[0] for x in xs]
             labels = torch.cat([self.labels[i] for i in idx], 0)
@@ -57,6 +75,19 @@ class BridgeInputs:
         else:
             outs = run_bridge(module, xs)
         return [post(o) for o in outs] if post is not None else outs
+
+    def ctc_loss(self, module: torch.nn.Module, idx: Sequence[int]) -> torch.Tensor | None:
+        """Mean CTC loss of the bridge's personal head on the examples ``idx`` (None without one)."""
+        if self.ctc_targets is None:
+            return None
+        feats = nn.utils.rnn.pad_sequence([self.items[i] for i in idx], batch_first=True)
+        x = module.adapter(feats) if module.adapter is not None else feats
+        log_probs = module.head(x).float().log_softmax(-1).transpose(0, 1)
+        targets = [self.ctc_targets[i] for i in idx]
+        return nn.functional.ctc_loss(
+            log_probs, torch.cat(targets).to(log_probs.device),
+            torch.tensor([self.frames[i] for i in idx]), torch.tensor([len(t) for t in targets]),
+            blank=module.blank_id, zero_infinity=True)
 
 
 def fingerprint(examples: Sequence[LabelledExample]) -> str:

@@ -57,9 +57,10 @@ def embed_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class EmbedObjective:
     """(bridge, example indices) -> mean embedding-matching loss; never calls the LLM's forward."""
 
-    def __init__(self, llm: Any, inputs: BridgeInputs, post: Post | None = None) -> None:
+    def __init__(self, llm: Any, inputs: BridgeInputs, post: Post | None = None, ctc_weight: float = 0.0) -> None:
         self.inputs = inputs
         self.post = post
+        self.ctc_weight = ctc_weight  # a personal CTC head's loss (no LLM either), as in backprop
         self.targets: list[torch.Tensor] = []
         with torch.no_grad():
             for text in inputs.texts:
@@ -68,7 +69,9 @@ class EmbedObjective:
 
     def __call__(self, module: torch.nn.Module, idx: Sequence[int]) -> torch.Tensor:
         outs = self.inputs.outputs(module, idx, self.post)
-        return torch.stack([embed_loss(o.float(), self.targets[i].to(o.device)) for o, i in zip(outs, idx)]).mean()
+        loss = torch.stack([embed_loss(o.float(), self.targets[i].to(o.device)) for o, i in zip(outs, idx)]).mean()
+        ctc = self.inputs.ctc_loss(module, idx) if self.ctc_weight > 0 else None
+        return loss if ctc is None else loss + self.ctc_weight * ctc
 
 
 class EmbedRecipe(GradientRecipe):

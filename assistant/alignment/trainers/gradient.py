@@ -17,7 +17,8 @@ from typing import Any, Callable, ContextManager, Sequence
 import torch
 
 from assistant.alignment.trainers.base import (LabelledExample, MemoryMeter, Progress, StepLoop, TrainSettings,
-                                               candidate_of, finished_bridge, lr_factor, module_device)
+                                               candidate_of, finished_bridge, growth_of, lr_factor,
+                                               module_device)
 from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, fingerprint, mean_objective
 from assistant.alignment.trainers.state import (load_module, load_optimizer, module_tensors, optimizer_state,
                                                 read_state, write_state)
@@ -26,7 +27,7 @@ from assistant.engine.checkpoint import LoadedBridge
 log = logging.getLogger(__name__)
 
 Objective = Callable[[torch.nn.Module, Sequence[int]], torch.Tensor]
-ObjectiveFactory = Callable[[Any, BridgeInputs], Objective]
+ObjectiveFactory = Callable[..., Objective]  # (llm, inputs, *, ctc_weight) -> objective
 
 
 def anchor_penalty(params: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None, weight: float
@@ -50,18 +51,21 @@ class GradientRecipe:
               *, resume_from: Path | None = None, init: torch.nn.Module | None = None) -> None:
         self.llm = engine.llm
         self.settings = settings
-        self.candidate = candidate_of(parent, init)
+        growth = growth_of(engine, parent, settings)
+        self.candidate = candidate_of(parent, init, **growth)
         module = self.candidate.module.train().requires_grad_(True)
         device = module_device(module)
         self.meter = MemoryMeter(device)
         self.data = fingerprint(train)
         self.n_train = len(train)
-        self.inputs = BridgeInputs(module, [*train, *settings.replay], device)
+        self.inputs = BridgeInputs(module, [*train, *settings.replay], device,
+                                   ctc_ids=engine.encoder.ctc_ids if growth else None)
         self.plan = BatchPlan(self.inputs.texts, self.inputs.frames, len(train), len(settings.replay),
                               settings.batch_size, settings.replay_share, settings.seed)
-        self.objective = self.make_objective(self.llm, self.inputs)
+        self.objective = self.make_objective(self.llm, self.inputs, ctc_weight=settings.ctc_weight if growth else 0.0)
         self.params = [p for p in module.parameters()]
-        self.anchor = ([p.detach().clone() for p in parent.module.parameters()]
+        # the anchor is the parent's function: the grown parent when the candidate grew a head
+        self.anchor = ([p.detach().clone() for p in candidate_of(parent, **growth).module.parameters()]
                        if settings.anchor_weight > 0 else None)
         self.opt = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=0.0)
         self.loop = StepLoop(settings.max_steps, self.meter)

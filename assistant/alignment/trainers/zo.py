@@ -31,7 +31,8 @@ import torch
 
 from assistant.alignment.trainers.backprop import TranscriptObjective
 from assistant.alignment.trainers.base import (LabelledExample, MemoryMeter, Progress, StepLoop, TrainSettings,
-                                               candidate_of, derived_seed, finished_bridge, lr_factor, module_device)
+                                               candidate_of, derived_seed, finished_bridge, growth_of, lr_factor,
+                                               module_device)
 from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, fingerprint, mean_objective
 from assistant.alignment.trainers.state import load_module, module_tensors, read_state, write_state
 from assistant.alignment.trainers.tt import TTAdapter, fold_into
@@ -54,7 +55,8 @@ class ZeroOrderRecipe:
         self.llm = engine.llm
         self.settings = settings
         self.lr = self.lr_override if self.lr_override is not None else settings.learning_rate
-        self.candidate = candidate_of(parent, init)
+        growth = growth_of(engine, parent, settings)  # a grown head is tuned by the perturbations alone
+        self.candidate = candidate_of(parent, init, **growth)
         module = self.candidate.module.eval().requires_grad_(False)  # no autograd anywhere in this recipe
         device = module_device(module)
         self.meter = MemoryMeter(device)
@@ -74,7 +76,7 @@ class ZeroOrderRecipe:
         else:
             self.params = list(module.parameters())
             if settings.anchor_weight > 0:
-                self.anchor = [p.detach().clone() for p in parent.module.parameters()]
+                self.anchor = [p.detach().clone() for p in candidate_of(parent, **growth).module.parameters()]
         self.objective = TranscriptObjective(self.llm, self.inputs, post=self.adapter)
         self.loop = StepLoop(settings.max_steps, self.meter)
         self.queries_done = 0

@@ -1,0 +1,172 @@
+"""Joint CTC/LLM decoding: each transcript token is chosen by the LLM's log-probability plus a weighted
+CTC prefix score of the same text (hybrid CTC/attention decoding, Watanabe et al. 2017, greedy).
+
+Why: a small LLM reading a speech prompt rewrites what it does not expect — rare words, the user's
+contacts and places — from its own prior, while the CTC head spells what it hears. The CTC prefix
+score ``log P_ctc(prefix + token...)`` - ``log P_ctc(prefix...)`` says how well the audio supports
+each candidate; ``(1 - w) * log p_llm + w * ctc_delta`` decides. Where the CTC head is personalized
+(a bridge with its own head), what the user's voice taught it reaches the transcript directly.
+
+The prefix probabilities follow the standard CTC forward recursion over all frames, but each
+candidate's recursion is linear in its previous values, so it is computed in closed form with
+``logcumsumexp`` over time, for all candidates at once (no Python loop over frames).
+
+Candidates are the LLM's top ``TOP_K`` tokens and the stop tokens. An LLM token maps to CTC labels by
+its text (lower case, a space -> the word delimiter, other characters skipped); a token with no CTC
+label at all (punctuation) is never chosen: it would not advance the CTC prefix, and a confused LLM
+then repeats it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+
+TOP_K = 32
+NEG = -math.inf
+
+
+class CtcPrefixScorer:
+    """Prefix probabilities of label sequences under one utterance's CTC log-probabilities."""
+
+    def __init__(self, log_probs: torch.Tensor, blank_id: int) -> None:
+        self.lp = log_probs.detach().to("cpu", torch.float64)  # (T, V)
+        self.blank = blank_id
+        self.T = int(self.lp.shape[0])
+        self.B = torch.cumsum(self.lp[:, blank_id], 0)  # log prod of blank probs up to t
+        # the empty prefix: no label yet, all blank so far
+        self.rn = torch.full((self.T,), NEG, dtype=torch.float64)
+        self.rb = self.B.clone()
+        self.last = -1
+        self.psi = 0.0
+
+    def end_score(self) -> float:
+        """log P(the whole utterance is exactly the current prefix) - log P(prefix...)."""
+        return float(torch.logaddexp(self.rn[-1], self.rb[-1])) - self.psi
+
+    def extend(self, rn: torch.Tensor, rb: torch.Tensor, last: torch.Tensor, empty: torch.Tensor,
+               labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """States (K, T) of K prefixes extended by one label each -> new rn, rb (K, T) and log psi (K,)."""
+        y = self.lp[:, labels].t()  # (K, T)
+        L = torch.cumsum(y, 1)
+        phi = torch.where((labels != last)[:, None], torch.logaddexp(rb, rn), rb)
+        init = torch.where(empty, y[:, 0], torch.full_like(y[:, 0], NEG))
+        rn_h = torch.empty_like(y)
+        rn_h[:, 0] = init
+        psi_terms = [init[:, None]]
+        if self.T > 1:
+            acc = torch.logcumsumexp(phi[:, :-1] - L[:, :-1], 1)
+            rn_h[:, 1:] = torch.logaddexp(init[:, None] + L[:, 1:] - L[:, :1], L[:, 1:] + acc)
+            psi_terms.append(phi[:, :-1] + y[:, 1:])
+        psi = torch.logsumexp(torch.cat(psi_terms, 1), 1)
+        rb_h = torch.full_like(y, NEG)
+        if self.T > 1:
+            rb_h[:, 1:] = self.B[None, 1:] + torch.logcumsumexp(rn_h[:, :-1] - self.B[None, :-1], 1)
+        return rn_h, rb_h, psi
+
+    def score(self, label_seqs: Sequence[Sequence[int]]) -> tuple[list[float], list[tuple]]:
+        """CTC score increments of extending the current prefix by each label sequence, and the states
+        they lead to (for ``advance``). Sequences may differ in length; an empty one stays put."""
+        k = len(label_seqs)
+        rn = self.rn.expand(k, -1).clone()
+        rb = self.rb.expand(k, -1).clone()
+        last = torch.full((k,), self.last, dtype=torch.long)
+        psi = torch.full((k,), self.psi, dtype=torch.float64)
+        empty = torch.full((k,), self.last == -1, dtype=torch.bool)
+        longest = max((len(s) for s in label_seqs), default=0)
+        for j in range(longest):
+            rows = torch.tensor([i for i, s in enumerate(label_seqs) if len(s) > j], dtype=torch.long)
+            labels = torch.tensor([label_seqs[i][j] for i in rows.tolist()], dtype=torch.long)
+            n_rn, n_rb, n_psi = self.extend(rn[rows], rb[rows], last[rows], empty[rows], labels)
+            rn[rows], rb[rows], psi[rows], last[rows] = n_rn, n_rb, n_psi, labels
+            empty[rows] = False
+        deltas = (psi - self.psi).tolist()
+        states = [(rn[i], rb[i], int(last[i]), float(psi[i])) for i in range(k)]
+        return deltas, states
+
+    def advance(self, state: tuple) -> None:
+        self.rn, self.rb, self.last, self.psi = state
+
+
+class TokenLabels:
+    """LLM token id -> CTC label ids of its text (cached; tokens are mapped only when first seen)."""
+
+    def __init__(self, token_text: Callable[[int], str], ctc_vocab: dict[str, int], delimiter: str) -> None:
+        self.token_text = token_text
+        self.vocab = ctc_vocab
+        self.delim_id = ctc_vocab[delimiter]
+        self.cache: dict[int, list[int]] = {}
+
+    def __call__(self, token_id: int) -> list[int]:
+        got = self.cache.get(token_id)
+        if got is None:
+            text = self.token_text(token_id).lower()
+            got = [self.delim_id if ch.isspace() else self.vocab[ch] for ch in text
+                   if ch.isspace() or ch in self.vocab]
+            self.cache[token_id] = got
+        return got
+
+
+class JointChooser:
+    """Picks each transcript token from the LLM's logits and the CTC prefix score (see module doc).
+
+    ``choose(logits)`` returns the token for the current prefix; ``accept(token)`` appends it to the
+    prefix (decode calls it for every token it outputs, in order).
+    """
+
+    def __init__(self, scorer: CtcPrefixScorer, labels: TokenLabels, stop_ids: set[int], weight: float,
+                 top_k: int = TOP_K) -> None:
+        self.scorer, self.labels, self.stop_ids, self.weight, self.top_k = scorer, labels, stop_ids, weight, top_k
+        self._states: dict[int, tuple | None] = {}
+
+    def _labels_here(self, token: int) -> list[int]:
+        seq = list(self.labels(token))
+        if self.scorer.last in (-1, self.labels.delim_id):  # no leading or doubled word delimiter
+            while seq and seq[0] == self.labels.delim_id:
+                seq.pop(0)
+        return seq
+
+    def choose(self, logits: torch.Tensor) -> int:
+        logp = torch.log_softmax(logits.float(), -1)
+        k = min(self.top_k, logp.shape[-1])
+        top = logp.topk(k)
+        cands = [int(t) for t in top.indices.tolist()]
+        cands += [s for s in self.stop_ids if s not in cands and s < logp.shape[-1]]
+        seqs = [[] if c in self.stop_ids else self._labels_here(c) for c in cands]
+        content = [i for i, (c, s) in enumerate(zip(cands, seqs)) if s and c not in self.stop_ids]
+        deltas, states = self.scorer.score([seqs[i] for i in content])
+        ctc = {cands[i]: d for i, d in zip(content, deltas)}
+        self._states = {cands[i]: st for i, st in zip(content, states)}
+        end = self.scorer.end_score()
+        best, best_score = cands[0], NEG
+        for c in cands:
+            # a token the CTC head cannot spell (punctuation, symbols) would never advance the prefix:
+            # the LLM could repeat it forever, so joint decoding leaves it out
+            delta = end if c in self.stop_ids else ctc.get(c, NEG)
+            s = (1 - self.weight) * float(logp[c]) + self.weight * delta
+            if s > best_score:
+                best, best_score = c, s
+        return best
+
+    def accept(self, token: int) -> None:
+        if token in self.stop_ids:
+            return
+        state = self._states.get(token)
+        if state is None:
+            seq = self._labels_here(token)
+            if not seq:
+                return  # no CTC content: the prefix's labels are unchanged
+            _, (state,) = self.scorer.score([seq])
+        self.scorer.advance(state)
+        self._states = {}
+
+
+def joint_chooser(log_probs: torch.Tensor, blank_id: int, ctc_tokenizer, token_text: Callable[[int], str],
+                  stop_ids: set[int], weight: float) -> JointChooser:
+    """A chooser for one utterance: CTC ``log_probs`` (frames, labels) from the encoder or the bridge."""
+    delim = getattr(ctc_tokenizer, "word_delimiter_token", None) or "|"
+    vocab = {t: i for t, i in ctc_tokenizer.get_vocab().items() if len(t) == 1 and i != blank_id}
+    vocab[delim] = ctc_tokenizer.get_vocab()[delim]
+    return JointChooser(CtcPrefixScorer(log_probs, blank_id), TokenLabels(token_text, vocab, delim), stop_ids, weight)
