@@ -36,7 +36,8 @@ Method = Callable[..., object]
 
 
 def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, anchor: float = 0.0,
-            replay_share: float = 0.0, personal_head: bool = False, **options) -> Method:
+            replay_share: float = 0.0, personal_head: bool = False, parent_lr_scale: float = 1.0,
+            **options) -> Method:
     """A personalization method from the alignment trainers (assistant/alignment/trainers)."""
     def run(engine, adapt, seed):
         from dataclasses import dataclass
@@ -53,7 +54,7 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
         recipe.setup(engine, engine.bridge, [Ex(e, t) for e, t in adapt],
                      TrainSettings(max_steps=steps, batch_size=batch, learning_rate=lr, seed=seed,
                                    anchor_weight=anchor, replay=replay, replay_share=replay_share if replay else 0.0,
-                                   personal_head=personal_head))
+                                   personal_head=personal_head, parent_lr_scale=parent_lr_scale))
         recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
         result = recipe.result()
         recipe.cleanup()
@@ -76,8 +77,8 @@ METHODS: dict[str, Method | None] = {
     "backprop": trainer("backprop"),
     "backprop+replay": trainer("backprop", anchor=1e-2, replay_share=0.25),
     "backprop-gentle": trainer("backprop", steps=100, lr=2e-4, anchor=1e-2, replay_share=0.25),
-    "backprop+head": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True),
-    "backprop+head-gentle": trainer("backprop", lr=2e-4, anchor=1e-2, replay_share=0.25, personal_head=True),
+    "head": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1),
+    "head-only": trainer("backprop", replay_share=0.25, personal_head=True, parent_lr_scale=0.0),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
     "embed+backprop": trainer("embed+backprop"),

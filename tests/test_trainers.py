@@ -298,3 +298,18 @@ def test_personal_head_is_not_grown_on_a_conv_bridge(tiny_engine, parents, examp
     recipe.setup(tiny_engine, parents["conv"], examples, TrainSettings(max_steps=1, personal_head=True))
     assert not recipe.inputs.dynamic and recipe.inputs.ctc_targets is None and recipe.candidate.config.head_vocab == 0
     recipe.cleanup()
+
+
+def test_parent_lr_scale_zero_trains_only_the_grown_head(tiny_engine, parents, examples):
+    parent = parents["ctc"]
+    recipe = make_recipe("backprop")
+    recipe.setup(tiny_engine, parent, examples, TrainSettings(max_steps=10, learning_rate=1e-2, batch_size=8,
+                                                              personal_head=True, adapter_dim=8,
+                                                              parent_lr_scale=0.0))
+    assert recipe.train(should_pause=lambda: False, on_progress=lambda p: None) == "done"
+    result = recipe.result()
+    recipe.cleanup()
+    before, after = snapshot(parent.module), snapshot(result.module)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # everything the parent had is untouched
+    assert not torch.equal(after["head.weight"], tiny_engine.encoder.ctc_head.weight.float())
+    assert after["adapter.up.weight"].abs().sum() > 0

@@ -61,14 +61,16 @@ class TrainSettings:
     personal_head: bool = False  # ctc bridges: grow a personal CTC head (+ adapter) and train it too
     adapter_dim: int = 256  # the personal residual adapter's width (0: head only)
     ctc_weight: float = 1.0  # weight of the personal head's CTC loss next to the recipe's objective
+    parent_lr_scale: float = 1.0  # learning-rate factor for the weights the parent already had (0: frozen);
+    #   the grown head/adapter always get the full rate: small steps keep what the parent knew
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("max_steps >= 0, batch_size >= 1 and learning_rate > 0 are required")
         if not 0 <= self.replay_share < 1 or self.anchor_weight < 0:
             raise ValueError("replay_share must be in [0, 1) and anchor_weight >= 0")
-        if self.adapter_dim < 0 or self.ctc_weight < 0:
-            raise ValueError("adapter_dim and ctc_weight must be >= 0")
+        if self.adapter_dim < 0 or self.ctc_weight < 0 or self.parent_lr_scale < 0:
+            raise ValueError("adapter_dim, ctc_weight and parent_lr_scale must be >= 0")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able summary (replay examples are data, so only their count)."""

@@ -67,7 +67,8 @@ class GradientRecipe:
         # the anchor is the parent's function: the grown parent when the candidate grew a head
         self.anchor = ([p.detach().clone() for p in candidate_of(parent, **growth).module.parameters()]
                        if settings.anchor_weight > 0 else None)
-        self.opt = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=0.0)
+        self.opt = torch.optim.AdamW(self._param_groups(module, parent, settings), lr=settings.learning_rate,
+                                     weight_decay=0.0)
         self.loop = StepLoop(settings.max_steps, self.meter)
         if resume_from is not None:
             tensors, meta = read_state(resume_from, recipe=self.name, fingerprint=self.data)
@@ -102,6 +103,21 @@ class GradientRecipe:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    @staticmethod
+    def _param_groups(module: torch.nn.Module, parent: LoadedBridge, settings: TrainSettings) -> list[dict]:
+        """Weights the parent had train at ``parent_lr_scale`` x the rate (frozen at 0); grown ones at full."""
+        inherited = set(parent.module.state_dict())
+        old = [p for n, p in module.named_parameters() if n in inherited]
+        new = [p for n, p in module.named_parameters() if n not in inherited]
+        scale = settings.parent_lr_scale
+        if scale == 0:
+            for p in old:
+                p.requires_grad_(False)
+        groups = [{"params": new, "base_lr": settings.learning_rate}] if new else []
+        if old and scale > 0:
+            groups.append({"params": old, "base_lr": settings.learning_rate * scale})
+        return groups
+
     # --- extras ---------------------------------------------------------------------------------------
     def training_record(self) -> dict[str, Any]:
         return {"method": self.name, **self.settings.to_json(), "steps_done": self.loop.step,
@@ -123,7 +139,7 @@ class GradientRecipe:
     def _step(self, step: int) -> float:
         idx = self.plan.batch(step)
         for g in self.opt.param_groups:
-            g["lr"] = self.settings.learning_rate * lr_factor(step, self.settings.max_steps)
+            g["lr"] = g["base_lr"] * lr_factor(step, self.settings.max_steps)
         self.opt.zero_grad(set_to_none=True)
         ctx = self.around_step(self.llm) if self.around_step is not None else contextlib.nullcontext()
         with ctx:
