@@ -155,8 +155,16 @@ class AlignmentConfig:
     max_steps: int = 200
     learning_rate: float = 1e-3
     batch_size: int = 16
+    personal_head: bool = True  # ctc bridges: grow and train a personal CTC head + adapter (bench/RESULTS.md)
+    adapter_dim: int = 256  # width of that residual adapter on the encoder frames (0: head only)
+    parent_lr_scale: float = 0.1  # learning-rate factor for the weights the active bridge already had (0: frozen)
+    anchor_weight: float = 0.01  # pull toward the active bridge's weights, against forgetting
+    replay_share: float = 0.25  # share of each batch from the bundle's generic replay set (0: none)
 
     def __post_init__(self) -> None:
+        _check(self.adapter_dim >= 0 and self.parent_lr_scale >= 0 and self.anchor_weight >= 0,
+               "alignment.adapter_dim", "adapter_dim >= 0, parent_lr_scale >= 0, anchor_weight >= 0")
+        _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")
         _check(self.method in ("default", "backprop", "zo", "embed", "embed+backprop"), "alignment.method",
                "'default', 'backprop', 'zo', 'embed', 'embed+backprop'")
         _check(self.idle_s >= 0 and self.min_new_labels >= 0, "alignment.idle_s", "idle_s >= 0, min_new_labels >= 0")

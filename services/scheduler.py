@@ -184,8 +184,12 @@ class JobRunner(threading.Thread):
             return
         parent = engine.bridge
         recipe = make_recipe(method)
-        settings = TrainSettings(max_steps=self.cfg.max_steps, learning_rate=self.cfg.learning_rate,
-                                 batch_size=self.cfg.batch_size, seed=self.job_id)
+        c = self.cfg
+        replay = _replay_set(engine) if c.replay_share > 0 else []
+        settings = TrainSettings(max_steps=c.max_steps, learning_rate=c.learning_rate, batch_size=c.batch_size,
+                                 seed=self.job_id, anchor_weight=c.anchor_weight, replay=replay,
+                                 replay_share=c.replay_share if replay else 0.0, personal_head=c.personal_head,
+                                 adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale)
         job_dir = d.data_dir / "jobs" / str(self.job_id)
         with d.model_lock:
             try:
@@ -275,6 +279,18 @@ def _generic_set(engine):
     if bundle is None or not (bundle.root / "regression").is_dir():
         return []
     return load_regression_set(bundle.root / "regression", encoder_id=engine.encoder.identity,
+                               ctc_head=engine.encoder.ctc_head)
+
+
+def _replay_set(engine) -> list:
+    """Generic utterances shipped with the bundle (``<bundle>/replay``: training voices, never the gate's
+    regression set) mixed into training batches against forgetting; none when the bundle has none."""
+    from assistant.alignment.regression import load_regression_set
+
+    bundle = engine.bundle
+    if bundle is None or not (bundle.root / "replay").is_dir():
+        return []
+    return load_regression_set(bundle.root / "replay", encoder_id=engine.encoder.identity,
                                ctc_head=engine.encoder.ctc_head)
 
 

@@ -7,8 +7,9 @@ cleanup). Methods:
 - ``zo``: MeZO-style SPSA with AdaZeta's query schedule, forward passes only (zo.py; optional TT adapter);
 - ``embed``: match the LLM's input embeddings of the transcript, no LLM forward (embed.py);
 - ``embed+backprop``: embed for half the steps, then backprop (combo.py);
-- ``default``: ``DEFAULT_METHOD``, a placeholder (backprop, no anchor) until the personalisation
-  benchmark (bench/personalize.py) picks the method; the lead sets it from the bench results.
+- ``default``: ``DEFAULT_METHOD`` (backprop); the daemon's ``[alignment]`` defaults add the personal CTC
+  head, a 0.1x rate for the parent's weights, an anchor and replay (bench/personalize.py ``head``: the best
+  quality per second measured, see docs/ARCHITECTURE.md "Method choice").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from assistant.alignment.trainers.embed import EmbedRecipe
 from assistant.alignment.trainers.zo import ZeroOrderRecipe
 
 METHODS = ("default", "backprop", "zo", "embed", "embed+backprop")
-DEFAULT_METHOD = "backprop"  # to be set from bench/personalize.py results
+DEFAULT_METHOD = "backprop"  # with the [alignment] defaults: bench/personalize.py "head"
 
 
 def make_recipe(method: str, **options: Any) -> Recipe:
