@@ -51,9 +51,16 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     speculative: bool = True  # CTC-draft speculative transcript decoding when the encoder has a CTC head
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    # Microphone speech is encoded in chunks of this length while it is spoken, each with this much audio
+    # before it as context, so only the tail is left at end of speech (bench/latency.py); 0: off.
+    stream_chunk_s: float = 2.0
+    stream_context_s: float = 2.0
 
     def __post_init__(self) -> None:
         _check(self.bridge_kind in ("", "conv", "ctc"), "engine.bridge_kind", "'', 'conv', 'ctc'")
+        _check(self.stream_chunk_s == 0 or self.stream_chunk_s >= 0.5, "engine.stream_chunk_s",
+               "0 (off) or a number of seconds >= 0.5")
+        _check(self.stream_context_s >= 0, "engine.stream_context_s", "a number of seconds >= 0")
         _check(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             "engine.device",
@@ -160,8 +167,12 @@ class AlignmentConfig:
     parent_lr_scale: float = 0.1  # learning-rate factor for the weights the active bridge already had (0: frozen)
     anchor_weight: float = 0.01  # pull toward the active bridge's weights, against forgetting
     replay_share: float = 0.25  # share of each batch from the bundle's generic replay set (0: none)
+    # Memory of a job (an 8 GB board with a 0.5B LLM needs both; the demo needs neither):
+    micro_batch_size: int = 0  # run each batch in parts of this many utterances (0: whole batch at once)
+    gradient_checkpointing: bool = False  # recompute the LLM's layers in backward (backprop methods)
 
     def __post_init__(self) -> None:
+        _check(self.micro_batch_size >= 0, "alignment.micro_batch_size", "an integer >= 0 (0: the whole batch)")
         _check(self.adapter_dim >= 0 and self.parent_lr_scale >= 0 and self.anchor_weight >= 0,
                "alignment.adapter_dim", "adapter_dim >= 0, parent_lr_scale >= 0, anchor_weight >= 0")
         _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")

@@ -143,6 +143,16 @@ class VadSegmenter:
         self._ring.clear()
         return events
 
+    def take_new_pcm(self) -> bytes:
+        """PCM of the utterance in progress not taken yet (pre-roll first; empty when idle): lets the
+        encoder start on an utterance while it is spoken. Its SpeechSegment's pcm starts with the same
+        bytes, less any trailing silence the end trims."""
+        if self._seg is None:
+            return b""
+        new = self._seg[self._taken:]
+        self._taken = len(self._seg)
+        return b"".join(new)
+
     @property
     def active(self) -> bool:
         """True while an utterance is in progress."""
@@ -160,6 +170,7 @@ class VadSegmenter:
         self._onset = 0  # frame index of the first voiced frame of the triggering run
         self._last_voiced = 0  # frame index of the last voiced frame
         self._run = 0  # consecutive voiced frames (idle) / consecutive unvoiced frames (active)
+        self._taken = 0  # frames of the segment handed out by take_new_pcm
 
     def _t(self, frame_index: int) -> float:
         return frame_index * self.frame_samples / self.sample_rate_hz

@@ -2,14 +2,18 @@
 
     python -m bench.align_speed [--bundle DIR] [--preset-shaped] [--user SPEC] [--n 50] [--epochs 3] [--json FILE]
 
-naive: every step re-encodes the audio (encoder forward), conv bridge, LLM in the loop, batch 1.
-ours:  encoder outputs cached at inference time (not re-run), the default method (alignment trainers)
-       with the bundle's default bridge, batches of 16.
-Both run the same number of epochs over the same N utterances of one synthetic "user"; each runs in
-its own subprocess so peak RSS is its own. Reported per model set: naive_s, ours_s, ratio
-(naive_s / ours_s), naive_wer, ours_wer (on the user's held-out test sentences; for the random
-preset-shaped set only speed and memory mean something), serving_rss_mb (the engine loaded) and
-job_extra_rss_mb (peak RSS during training minus serving).
+naive: every step re-encodes the audio (encoder forward), conv bridge, LLM in the loop, batch 1,
+       for --epochs epochs over the user's N utterances.
+ours:  what the daemon's job runs: encoder outputs cached at inference time (not re-run), the
+       [alignment] defaults (method, personal CTC head, replay, anchor, batch 16) on the bundle's
+       default bridge, paused at checkpoints to measure the held-out WER (not timed).
+The ratio naive_s / ours_s is taken at the same held-out WER (ours' first checkpoint at or below the
+naive run's final WER) when the naive run improved on the base bridge, else at the same number of
+epochs (and always so for random preset-shaped weights, where only speed and memory mean
+something). Each run is its own subprocess, so peak RSS is its own. The JSON holds, per model set,
+naive_s, ours_s, ratio, basis, base/naive/ours WER (on the user's held-out test sentences), ours'
+WER curve and final WER, serving_rss_mb (the engine loaded) and job_extra_rss_mb (peak RSS during
+training minus serving).
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, seed: int) -> dict:
+def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, seed: int,
+          target_wer: float | None = None) -> dict:
     import torch
 
     from assistant.audio import load_audio
     from assistant.engine.engine import Engine
+    from assistant.metrics import wer
     from bench.personalize import user_corpus
 
     torch.manual_seed(seed)
@@ -53,17 +59,26 @@ def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, s
     texts = [r["text"] for r in adapt_rows]
     test_waves = [load_audio(r["audio"], max_duration_s=60).samples for r in test_rows]
     test_enc = engine.encoder.encode_many(test_waves)
-    peak_before = max(_peak_mb(), serving)
-    if mode == "naive":
-        bridge, seconds = _naive(engine, waves, texts, epochs, seed)
-    else:
-        bridge, seconds = _ours(engine, waves, texts, epochs, seed)
-    extra = max(0.0, _peak_mb() - peak_before)
-    from assistant.metrics import wer
+    refs = [r["text"] for r in test_rows]
 
-    hyps = [engine.transcribe_encoded(e, len(w) / 16000, bridge=bridge)[0] for e, w in zip(test_enc, test_waves)]
-    return {"seconds": seconds, "wer": wer([r["text"] for r in test_rows], hyps).rate, "serving_rss_mb": serving,
-            "job_extra_rss_mb": extra, "bridge": bridge.kind, "steps": getattr(bridge, "_steps", None)}
+    def held_out_wer(bridge) -> float | None:  # never timed; random weights: nothing to measure
+        if engine.bundle.manifest.is_noise:
+            return None
+        hyps = [engine.transcribe_encoded(e, len(w) / 16000, bridge=bridge)[0] for e, w in zip(test_enc, test_waves)]
+        return wer(refs, hyps).rate
+
+    peak_before = max(_peak_mb(), serving)
+    out: dict = {"serving_rss_mb": serving}
+    if mode == "naive":
+        out["base_wer"] = held_out_wer(engine.bridge)
+        bridge, out["seconds"] = _naive(engine, waves, texts, epochs, seed)
+        out["wer"] = held_out_wer(bridge)
+    else:
+        out.update(_ours(engine, waves, texts, epochs, seed, held_out_wer, target_wer))
+        bridge = engine.bridge
+    out["job_extra_rss_mb"] = max(0.0, _peak_mb() - peak_before)
+    out["bridge"] = bridge.kind
+    return out
 
 
 def _naive(engine, waves, texts, epochs: int, seed: int):
@@ -98,11 +113,18 @@ def _naive(engine, waves, texts, epochs: int, seed: int):
     return cand, time.perf_counter() - t0
 
 
-def _ours(engine, waves, texts, epochs: int, seed: int):
+def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer: float | None) -> dict:
+    """The daemon's job: its [alignment] defaults (method, steps, batch, personal head, replay, anchor).
+
+    Trained in one go, paused at checkpoints (steps 2, 4, 8, ... and the same number of epochs as the
+    naive run) to measure the held-out WER; the clock counts setup and training only."""
     from dataclasses import dataclass
 
     from assistant.alignment.trainers import TrainSettings, make_recipe
+    from assistant.config import AlignmentConfig
+    from bench.personalize import _replay_set
 
+    c = AlignmentConfig()
     encoded = engine.encoder.encode_many(waves)  # what the daemon cached at inference time: not timed
 
     @dataclass(frozen=True)
@@ -111,26 +133,64 @@ def _ours(engine, waves, texts, epochs: int, seed: int):
         text: str
 
     train = [Ex(e, t) for e, t in zip(encoded, texts)]
-    batch = 16
-    steps = max(1, epochs * len(train) // batch)
-    recipe = make_recipe("default")
+    replay = [Ex(r.encoded, r.text) for r in _replay_set(engine)] if c.replay_share > 0 else []
+    same_epochs = max(1, -(-epochs * len(train) // c.batch_size))
+    checkpoints = sorted({2 ** k for k in range(1, 12) if 2 ** k < c.max_steps} | {same_epochs, c.max_steps})
+    if engine.bundle.manifest.is_noise:  # speed and memory only: the same epochs as the naive run
+        checkpoints = [same_epochs]
+    recipe = make_recipe(c.method)
     t0 = time.perf_counter()
-    recipe.setup(engine, engine.bridge, train, TrainSettings(max_steps=steps, batch_size=batch, learning_rate=1e-3,
-                                                             seed=seed))
-    recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
-    cand = recipe.result()
-    seconds = time.perf_counter() - t0
+    recipe.setup(engine, engine.bridge, train, TrainSettings(
+        max_steps=c.max_steps, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=seed,
+        anchor_weight=c.anchor_weight, replay=replay, replay_share=c.replay_share if replay else 0.0,
+        personal_head=c.personal_head, adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale))
+    setup_s = time.perf_counter() - t0
+    state = {"step": 0, "seconds": 0.0}
+
+    def progress(p) -> None:
+        state["step"], state["seconds"] = p.step, p.seconds
+
+    curve = []
+    for stop in checkpoints:
+        recipe.train(should_pause=lambda: state["step"] >= stop, on_progress=progress)
+        curve.append({"step": state["step"], "seconds": round(setup_s + state["seconds"], 3),
+                      "wer": held_out_wer(recipe.result())})
     recipe.cleanup()
-    return cand, seconds
+    at_epochs = next(p for p in curve if p["step"] >= same_epochs)
+    reached = next((p for p in curve if target_wer is not None and p["wer"] is not None and p["wer"] <= target_wer),
+                   None)
+    return {"curve": curve, "same_epochs": at_epochs, "to_target": reached, "final": curve[-1],
+            "settings": {"method": c.method, "max_steps": c.max_steps, "batch": c.batch_size,
+                         "personal_head": c.personal_head, "replay": len(replay)}}
 
 
-def run_one(mode: str, bundle: Path, args) -> dict:
+def run_one(mode: str, bundle: Path, args, target_wer: float | None = None) -> dict:
     cmd = [sys.executable, "-m", "bench.align_speed", "--inner", mode, "--bundle", str(bundle), "--user", args.user,
            "--n", str(args.n), "--epochs", str(args.epochs), "--test-n", str(args.test_n), "--seed", str(args.seed)]
+    if target_wer is not None:
+        cmd += ["--target-wer", str(target_wer)]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} on {bundle} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(naive: dict, ours: dict) -> dict:
+    """The ratio at the same held-out WER when the naive run improved on the base bridge and ours
+    reached its WER; otherwise at the same number of epochs (random weights: speed only)."""
+    improved = naive.get("wer") is not None and naive["wer"] < naive["base_wer"]
+    if improved and ours["to_target"] is not None:
+        basis, point = "same held-out WER", ours["to_target"]
+    else:
+        basis, point = "same epochs", ours["same_epochs"]
+    r = lambda x: None if x is None else round(x, 4)  # noqa: E731
+    return {"naive_s": round(naive["seconds"], 2), "ours_s": round(point["seconds"], 2),
+            "ratio": round(naive["seconds"] / max(point["seconds"], 1e-9), 1), "basis": basis,
+            "base_wer": r(naive.get("base_wer")), "naive_wer": r(naive.get("wer")), "ours_wer": r(point["wer"]),
+            "ours_steps": point["step"], "ours_final": ours["final"], "ours_same_epochs": ours["same_epochs"],
+            "ours_curve": ours["curve"], "ours_settings": ours["settings"],
+            "serving_rss_mb": round(ours["serving_rss_mb"], 1), "job_extra_rss_mb": round(ours["job_extra_rss_mb"], 1),
+            "naive_extra_rss_mb": round(naive["job_extra_rss_mb"], 1), "ours_bridge": ours["bridge"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     ap.add_argument("--inner", choices=["naive", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--target-wer", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
-        print(json.dumps(inner(args.inner, args.bundle[0], args.user, args.n, args.epochs, args.test_n, args.seed)))
+        print(json.dumps(inner(args.inner, args.bundle[0], args.user, args.n, args.epochs, args.test_n, args.seed,
+                               args.target_wer)))
         return 0
     from assistant.config import demo_bundle_dir
     from assistant.modelgen import build_bundle
@@ -160,20 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for b in bundles:
         print(f"==> {b}: naive, then ours ({args.n} utterances x {args.epochs} epochs)", file=sys.stderr, flush=True)
-        naive, ours = run_one("naive", b, args), run_one("ours", b, args)
+        naive = run_one("naive", b, args)
+        ours = run_one("ours", b, args, target_wer=naive.get("wer"))
         name = json.loads((b / "manifest.json").read_text())["name"]
-        results[name] = {"naive_s": round(naive["seconds"], 2), "ours_s": round(ours["seconds"], 2),
-                         "ratio": round(naive["seconds"] / max(ours["seconds"], 1e-9), 1),
-                         "naive_wer": round(naive["wer"], 4), "ours_wer": round(ours["wer"], 4),
-                         "serving_rss_mb": round(ours["serving_rss_mb"], 1),
-                         "job_extra_rss_mb": round(ours["job_extra_rss_mb"], 1),
-                         "naive_extra_rss_mb": round(naive["job_extra_rss_mb"], 1), "ours_bridge": ours["bridge"],
-                         "n": args.n, "epochs": args.epochs, "user": args.user}
-    print(f"{'model set':<16}{'naive s':>9}{'ours s':>9}{'ratio':>8}{'naive WER':>10}{'ours WER':>9}"
-          f"{'serving MB':>11}{'job +MB':>9}{'naive +MB':>10}")
+        results[name] = {**compare(naive, ours), "n": args.n, "epochs": args.epochs, "user": args.user}
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"{'model set':<16}{'naive s':>9}{'ours s':>9}{'ratio':>8}  {'basis':<18}{'base WER':>9}{'naive WER':>10}"
+          f"{'ours WER':>9}{'ours final':>11}{'serving MB':>11}{'job +MB':>9}{'naive +MB':>10}")
     for name, r in results.items():
-        print(f"{name:<16}{r['naive_s']:>9.1f}{r['ours_s']:>9.1f}{r['ratio']:>8.1f}{r['naive_wer']:>10.3f}"
-              f"{r['ours_wer']:>9.3f}{r['serving_rss_mb']:>11.0f}{r['job_extra_rss_mb']:>9.0f}"
+        print(f"{name:<16}{r['naive_s']:>9.1f}{r['ours_s']:>9.1f}{r['ratio']:>8.1f}  {r['basis']:<18}"
+              f"{fmt(r['base_wer']):>9}{fmt(r['naive_wer']):>10}{fmt(r['ours_wer']):>9}"
+              f"{fmt(r['ours_final']['wer']):>11}{r['serving_rss_mb']:>11.0f}{r['job_extra_rss_mb']:>9.0f}"
               f"{r['naive_extra_rss_mb']:>10.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -62,6 +62,7 @@ class Daemon:
         self.model_lock = threading.Lock()
         self.preempt = threading.Event()  # set by any activity: a running alignment job pauses
         self.scheduler = None
+        self._live = None  # services.live.LiveStream of the utterance being spoken
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -249,11 +250,12 @@ class Daemon:
         return await asyncio.to_thread(write)
 
     async def submit(self, utterance_id: int, samples: np.ndarray, *, source: str, captured_at: float,
-                     respond: bool | None = None, wait: bool = False, backlog: bool = False):
+                     respond: bool | None = None, wait: bool = False, backlog: bool = False, stream=None):
         import concurrent.futures as cf
 
         fut: cf.Future | None = cf.Future() if wait else None
-        self.worker.submit(UtteranceJob(utterance_id, samples, source, captured_at, respond, fut), backlog=backlog)
+        self.worker.submit(UtteranceJob(utterance_id, samples, source, captured_at, respond, fut, stream),
+                           backlog=backlog)
         self.bus.publish("utterance_queued", utterance_id=utterance_id, queue_depth=self.worker.depth)
         return await asyncio.wrap_future(fut) if fut is not None else None
 
@@ -298,9 +300,33 @@ class Daemon:
             return FileSource(s.path)
         return MicSource(s.device, reopen_interval_s=s.reopen_interval_s)
 
+    # --- encoding while the user speaks -------------------------------------------------------------
+    def stream_begin(self) -> None:
+        """Speech started: its chunks are encoded as they arrive (engine.stream_chunk_s; 0 turns it off)."""
+        self.stream_drop()
+        e = self.config.engine
+        if e.stream_chunk_s > 0 and self.worker is not None:
+            from services.live import LiveStream
+
+            self._live = LiveStream(chunk_s=e.stream_chunk_s, context_s=e.stream_context_s)
+            self.worker.open_stream(self._live)
+
+    def stream_audio(self, pcm: bytes) -> None:
+        if self._live is not None and self._live.add_pcm16(pcm):
+            self.worker.kick()
+
+    def stream_drop(self) -> None:
+        if self._live is not None:
+            self.worker.close_stream(self._live)
+            self._live = None
+
     async def handle_segment(self, segment, source_name: str) -> int:
         """A VAD segment: store it (write-ahead), then queue it for inference."""
         from assistant.audio import from_pcm16
+
+        live, self._live = self._live, None
+        if live is not None:
+            self.worker.close_stream(live)  # its chunks go with the job; the tail is encoded there
 
         samples = from_pcm16(segment.pcm, max_duration_s=3600, min_duration_s=0.01).samples
         now = time.time()
@@ -309,7 +335,7 @@ class Daemon:
         self.touch()
         self.bus.publish("utterance_ended", utterance_id=uid, duration_s=round(segment.duration_s, 3),
                          source=source_name)
-        await self.submit(uid, samples, source=source_name, captured_at=started)
+        await self.submit(uid, samples, source=source_name, captured_at=started, stream=live)
         return uid
 
 

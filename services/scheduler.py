@@ -183,13 +183,15 @@ class JobRunner(threading.Thread):
                          error=f"only {len(data.train)} labelled training utterances: record enrollment prompts")
             return
         parent = engine.bridge
-        recipe = make_recipe(method)
         c = self.cfg
+        options = _recipe_options(method, c)
+        recipe = make_recipe(method, **options)
         replay = _replay_set(engine) if c.replay_share > 0 else []
         settings = TrainSettings(max_steps=c.max_steps, learning_rate=c.learning_rate, batch_size=c.batch_size,
                                  seed=self.job_id, anchor_weight=c.anchor_weight, replay=replay,
                                  replay_share=c.replay_share if replay else 0.0, personal_head=c.personal_head,
-                                 adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale)
+                                 adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale,
+                                 micro_batch_size=c.micro_batch_size)
         job_dir = d.data_dir / "jobs" / str(self.job_id)
         with d.model_lock:
             try:
@@ -200,7 +202,7 @@ class JobRunner(threading.Thread):
                     raise
                 # e.g. labels arrived while paused: the checkpoint belongs to another training set
                 log.warning("alignment job %d cannot resume (%s); training again from the start", self.job_id, exc)
-                recipe = make_recipe(method)
+                recipe = make_recipe(method, **options)
                 recipe.setup(engine, parent, data.train, settings)
 
         def progress(p) -> None:
@@ -292,6 +294,16 @@ def _replay_set(engine) -> list:
         return []
     return load_regression_set(bundle.root / "replay", encoder_id=engine.encoder.identity,
                                ctc_head=engine.encoder.ctc_head)
+
+
+def _recipe_options(method: str, cfg) -> dict:
+    """Recipe constructor options from [alignment]: gradient checkpointing for the backprop methods."""
+    from assistant.alignment.trainers import DEFAULT_METHOD
+
+    resolved = DEFAULT_METHOD if method == "default" else method
+    if cfg.gradient_checkpointing and resolved in ("backprop", "embed+backprop"):
+        return {"gradient_checkpointing": True}
+    return {}
 
 
 def _now():

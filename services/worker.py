@@ -33,6 +33,7 @@ class UtteranceJob:
     captured_at: float  # wall clock at speech start (push-to-talk windows are judged on it)
     respond: bool | None = None  # True: always (API turns), False: never (enrollment), None: activation decides
     future: cf.Future | None = field(default=None, repr=False)
+    stream: Any = field(default=None, repr=False)  # services.live.LiveStream: chunks encoded while spoken
 
 
 @dataclass
@@ -93,6 +94,7 @@ class InferenceWorker:
         self.busy_since: float | None = None
         self._utterances: deque[UtteranceJob] = deque()
         self._calls: deque[_CallJob] = deque()
+        self._streams: list[Any] = []  # services.live.LiveStream of utterances being spoken
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -145,6 +147,25 @@ class InferenceWorker:
             self._cond.notify_all()
         return fut
 
+    def open_stream(self, stream) -> None:
+        """Encode ``stream``'s chunks while it is spoken, when nothing more urgent waits."""
+        with self._cond:
+            self._streams = [s for s in self._streams if not s.closed] + [stream]
+
+    def close_stream(self, stream) -> None:
+        """The utterance ended (its job carries the stream) or was dropped: no more chunk work."""
+        with self._cond:
+            stream.closed = True
+            self._streams = [s for s in self._streams if s is not stream and not s.closed]
+
+    def kick(self) -> None:
+        """New audio in an open stream."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _ready_stream(self):
+        return next((s for s in self._streams if s.ready()), None)
+
     # --- the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         try:
@@ -156,12 +177,14 @@ class InferenceWorker:
         self.ready.set()
         while True:
             with self._cond:
-                while not (self._calls or self._utterances or self._stopping):
+                while not (self._calls or self._utterances or self._stopping or self._ready_stream()):
                     self._cond.wait()
                 if self._calls:
                     job: Any = self._calls.popleft()
                 elif self._utterances and not self._stopping:
                     job = self._utterances.popleft()
+                elif not self._stopping:
+                    job = self._ready_stream()
                 else:
                     return
             self.busy_since = time.time()
@@ -169,8 +192,10 @@ class InferenceWorker:
                 with self.model_lock:  # an alignment step in flight finishes first (at most one step)
                     if isinstance(job, _CallJob):
                         self._do_call(job)
-                    else:
+                    elif isinstance(job, UtteranceJob):
                         self._process(job)
+                    else:
+                        self._stream_step(job)
             finally:
                 self.busy_since = None
 
@@ -181,6 +206,13 @@ class InferenceWorker:
             job.future.set_result(job.fn(self.engine))
         except BaseException as exc:
             job.future.set_exception(exc)
+
+    def _stream_step(self, stream) -> None:
+        try:
+            stream.step(self.engine.encoder)
+        except Exception:  # the utterance is still encoded whole at its end
+            log.exception("encoding a chunk of the utterance in progress failed; it will be encoded at its end")
+            self.close_stream(stream)
 
     def _skip(self, job: UtteranceJob, reason: str) -> None:
         from assistant.store import repo
@@ -202,7 +234,8 @@ class InferenceWorker:
         try:
             with self.store.session() as s:
                 repo.mark_processing(s, utterance_id=uid)
-            turn = engine.run(job.samples, respond=False)
+            live = job.stream.encoder if job.stream is not None else None
+            turn = engine.run(job.samples, respond=False, stream=live)
             self._publish("transcript", utterance_id=uid, transcript=turn.transcript,
                           bridge_version=turn.bridge_version)
             if job.respond is None:

@@ -157,3 +157,35 @@ def test_decode_with_an_argmax_chooser_equals_greedy(tiny_engine):
     with_chooser = decode(lm.model, prefix, max_new_tokens=25, stop_ids=set(), chooser=Argmax(),
                           draft=plain.token_ids[:10] + [7, 8] + plain.token_ids[12:])
     assert with_chooser.token_ids == plain.token_ids and with_chooser.passes < plain.passes
+
+
+def exhaustive_choice(ch: JointChooser, logits: torch.Tensor) -> int:
+    """The chooser's rule with every candidate scored (what the pruning in ``choose`` must reproduce)."""
+    logp = torch.log_softmax(logits.float(), -1)
+    cands = [int(t) for t in logp.topk(min(ch.top_k, logp.shape[-1])).indices.tolist()]
+    cands += [s for s in ch.stop_ids if s not in cands]
+    content = [c for c in cands if c not in ch.stop_ids and ch._labels_here(c)]
+    deltas, _ = ch.scorer.score([ch._labels_here(c) for c in content])
+    ctc = dict(zip(content, deltas))
+    best, best_score = cands[0], -math.inf
+    for c in cands:
+        d = ch.scorer.end_score() if c in ch.stop_ids else ctc.get(c, -math.inf)
+        s = (1 - ch.weight) * float(logp[c]) + ch.weight * d
+        if s > best_score:
+            best, best_score = c, s
+    return best
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.5, 0.9, 1.0])
+def test_pruned_choice_equals_scoring_every_candidate(weight):
+    g = torch.Generator().manual_seed(int(weight * 10))
+    lp = torch.log_softmax(torch.randn(40, 5, generator=g) * 3, -1)
+    ch = chooser(lp, weight)
+    for step in range(25):
+        logits = torch.randn(8, generator=g) * (0.5 + step % 4)
+        want = exhaustive_choice(ch, logits)
+        got = ch.choose(logits)
+        assert got == want, f"step {step}"
+        if got == 0:
+            break
+        ch.accept(got)

@@ -313,3 +313,35 @@ def test_parent_lr_scale_zero_trains_only_the_grown_head(tiny_engine, parents, e
     assert all(torch.equal(before[k], after[k]) for k in before)  # everything the parent had is untouched
     assert not torch.equal(after["head.weight"], tiny_engine.encoder.ctc_head.weight.float())
     assert after["adapter.up.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["conv", "ctc"])
+def test_micro_batches_give_the_whole_batch_gradient(kind, tiny_engine, parents, examples):
+    """Equal-length transcripts: parts weighed by examples add up to the whole batch's gradient."""
+    same_text = [Ex(e.encoded, "call mom") for e in examples[:8]]
+    grads, losses = [], []
+    for micro in (0, 3):
+        recipe = make_recipe("backprop")
+        recipe.setup(tiny_engine, parents[kind], same_text,
+                     TrainSettings(max_steps=1, learning_rate=1e-2, batch_size=8, micro_batch_size=micro,
+                                   personal_head=kind == "ctc", parent_lr_scale=0.5, anchor_weight=0.1))
+        recipe.train(should_pause=lambda: False, on_progress=lambda p: losses.append(p.loss))
+        module = recipe.candidate.module  # the step's (clipped) gradients are still on its parameters
+        grads.append({n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-6, rtol=1e-4, msg=n)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_a_grown_head_is_seeded_and_its_anchor_is_its_start(tiny_engine, parents, examples):
+    def grown(seed):
+        recipe = make_recipe("backprop")
+        recipe.setup(tiny_engine, parents["ctc"], examples,
+                     TrainSettings(max_steps=1, personal_head=True, seed=seed, anchor_weight=0.1))
+        return recipe
+
+    a, b, c = grown(1), grown(1), grown(2)
+    assert same(snapshot(a.candidate.module), snapshot(b.candidate.module))
+    assert not same(snapshot(a.candidate.module), snapshot(c.candidate.module))
+    assert all(torch.equal(p, q) for p, q in zip(a.candidate.module.parameters(), a.anchor))

@@ -171,3 +171,22 @@ def test_aggressiveness_and_trimmed_tail(two_sentences):
         # Trailing silence is trimmed to about half the hangover, never the whole of it.
         for s, (_, t1) in zip(segments, truth):
             assert s.ended_at - t1 < 0.45 + 0.25
+
+
+def test_take_new_pcm_hands_out_each_segment_as_it_grows(two_sentences):
+    """What the daemon streams to the encoder during speech starts with exactly the segment's audio."""
+    pcm, _ = two_sentences
+    seg = VadSegmenter(VadConfig())
+    taken, finished = bytearray(), []
+    block = seg.frame_bytes * 3  # like a source's 90 ms blocks
+    for off in range(0, len(pcm), block):
+        for e in seg.feed(pcm[off:off + block]):
+            if isinstance(e, SpeechStarted):
+                taken = bytearray()
+            elif isinstance(e, SpeechEnded):
+                finished.append((e.segment, bytes(taken)))
+        taken += seg.take_new_pcm()
+        assert seg.active or not seg.take_new_pcm()
+    assert len(finished) == 2
+    for segment, streamed in finished:
+        assert streamed.startswith(segment.pcm) and len(streamed) - len(segment.pcm) < 16000 * 2

@@ -129,6 +129,17 @@ class SpeechEncoder:
         fn = getattr(self._base, "_get_feat_extract_output_lengths", None)
         return fn(in_lengths).long() if fn is not None else in_lengths.long()
 
+    def frames_for(self, n_samples: int) -> int:
+        """Frames the encoder gives for ``n_samples`` of audio (its own length formula; cached)."""
+        cache = self.__dict__.setdefault("_frames_cache", {})
+        if n_samples not in cache:
+            if n_samples <= 0:
+                cache[n_samples] = 0
+            else:
+                _, in_len = self._prepare([np.zeros(n_samples, dtype=np.float32)])
+                cache[n_samples] = max(0, int(self._out_lengths(in_len)[0]))
+        return cache[n_samples]
+
     def _measure_frame_rate(self) -> float:
         # From the feature extractor and the model's length formula: no forward pass needed.
         seconds = 4.0

@@ -162,12 +162,20 @@ class Engine:
             self.history.append((transcript, reply))
         return reply, time.perf_counter() - t0
 
-    def run(self, wave: np.ndarray, *, respond: bool = True) -> Turn:
-        """One utterance (16 kHz mono float32) -> Turn. The bridge is read once, here."""
+    def run(self, wave: np.ndarray, *, respond: bool = True, stream=None) -> Turn:
+        """One utterance (16 kHz mono float32) -> Turn. The bridge is read once, here.
+
+        ``stream``: a StreamingEncoder that encoded this utterance's chunks while it was spoken; only
+        the tail is encoded now (the whole wave when the stream's audio does not match it).
+        """
         bridge = self.bridge
         duration_s = len(wave) / 16000.0
         t0 = time.perf_counter()
-        enc = self.encode([wave])[0]
+        enc = stream.finish_for(wave) if stream is not None else None
+        if stream is not None and enc is None:
+            log.info("streamed chunks do not match the utterance's audio: encoding it whole")
+        if enc is None:
+            enc = self.encode([wave])[0]
         encoder_s = time.perf_counter() - t0
         text, result, bridge_s, transcript_s = self.transcribe_encoded(enc, duration_s, bridge=bridge)
         reply, response_s = self.respond_text(text) if respond else (None, 0.0)

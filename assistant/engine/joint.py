@@ -134,18 +134,32 @@ class JointChooser:
         top = logp.topk(k)
         cands = [int(t) for t in top.indices.tolist()]
         cands += [s for s in self.stop_ids if s not in cands and s < logp.shape[-1]]
-        seqs = [[] if c in self.stop_ids else self._labels_here(c) for c in cands]
-        content = [i for i, (c, s) in enumerate(zip(cands, seqs)) if s and c not in self.stop_ids]
-        deltas, states = self.scorer.score([seqs[i] for i in content])
-        ctc = {cands[i]: d for i, d in zip(content, deltas)}
-        self._states = {cands[i]: st for i, st in zip(content, states)}
+        w = self.weight
+        llm = {c: (1 - w) * float(logp[c]) for c in cands}
+        seqs = {c: [] if c in self.stop_ids else self._labels_here(c) for c in cands}
         end = self.scorer.end_score()
+        # Exact pruning: a CTC prefix score never rises when the prefix grows (delta <= 0, the end score
+        # too), so a candidate's joint score is at most its LLM term. Candidates are scored best-LLM-first
+        # in growing batches, and one whose LLM term is already below the best joint score is skipped:
+        # it cannot win. Same choice as scoring all, at a fraction of the CTC work.
+        scores: dict[int, float] = {c: llm[c] + w * end for c in cands if c in self.stop_ids}
+        self._states = {}
+        batch = 2
+        while True:
+            best_score = max(scores.values(), default=NEG)
+            pending = [c for c in cands if c not in scores and seqs[c] and llm[c] >= best_score - 1e-9][:batch]
+            if not pending:
+                break
+            deltas, states = self.scorer.score([seqs[c] for c in pending])
+            for c, d, st in zip(pending, deltas, states):
+                scores[c] = llm[c] + w * d
+                self._states[c] = st
+            batch *= 4
         best, best_score = cands[0], NEG
-        for c in cands:
+        for c in cands:  # first in candidate order wins ties, as when every candidate is scored
             # a token the CTC head cannot spell (punctuation, symbols) would never advance the prefix:
             # the LLM could repeat it forever, so joint decoding leaves it out
-            delta = end if c in self.stop_ids else ctc.get(c, NEG)
-            s = (1 - self.weight) * float(logp[c]) + self.weight * delta
+            s = scores.get(c, NEG)
             if s > best_score:
                 best, best_score = c, s
         return best

@@ -28,6 +28,7 @@ class StreamingEncoder:
         self._done = 0  # samples whose frames are final
         self._feats: list[torch.Tensor] = []
         self._logits: list[torch.Tensor] = []
+        self._ends: list[int] = []  # sample index where each encoded span ends
         self.encode_calls = 0
 
     def _encode_span(self, start: int, end: int) -> None:
@@ -35,12 +36,19 @@ class StreamingEncoder:
         lo = max(0, start - self.context)
         out = self.encoder.encode([self._audio[lo:end]])[0]
         self.encode_calls += 1
-        rate = out.frame_rate_hz / SAMPLE_RATE_HZ
-        skip = min(out.n_frames, int(round((start - lo) * rate)))
+        # the context's own frames, by the encoder's length formula: with chunk and context multiples
+        # of its stride, the chunks add up to exactly the frames of the whole utterance
+        skip = min(out.n_frames, self.encoder.frames_for(start - lo))
         self._feats.append(out.features[skip:])
         if out.ctc_logits is not None:
             self._logits.append(out.ctc_logits[skip:])
+        self._ends.append(end)
         self._done = end
+
+    @property
+    def samples_encoded(self) -> int:
+        """Samples whose frames are final (whole chunks encoded so far)."""
+        return self._done
 
     def push(self, samples: np.ndarray) -> int:
         """Add audio; encodes every chunk completed by it. Returns the number of chunks encoded."""
@@ -50,6 +58,25 @@ class StreamingEncoder:
             self._encode_span(self._done, self._done + self.chunk)
             n += 1
         return n
+
+    def finish_for(self, samples: np.ndarray) -> EncoderOutput | None:
+        """End of speech, when the final utterance may differ from the audio pushed: the VAD trims
+        trailing silence that may already sit in an encoded chunk. Chunks past the end of ``samples``
+        are dropped and encoded again; the rest is kept only if ``samples`` starts with exactly the
+        audio they were encoded from. None: the chunks came from other audio (the caller encodes
+        ``samples`` whole).
+        """
+        samples = np.asarray(samples, dtype=np.float32)
+        while self._ends and self._ends[-1] > len(samples):
+            self._ends.pop()
+            self._feats.pop()
+            if self._logits:
+                self._logits.pop()
+        self._done = self._ends[-1] if self._ends else 0
+        if self._done and not np.array_equal(self._audio[: self._done], samples[: self._done]):
+            return None
+        self._audio = samples
+        return self.finish()
 
     def finish(self) -> EncoderOutput:
         """End of speech: encode the tail and return the whole utterance's frames."""

@@ -63,14 +63,16 @@ class TrainSettings:
     ctc_weight: float = 1.0  # weight of the personal head's CTC loss next to the recipe's objective
     parent_lr_scale: float = 1.0  # learning-rate factor for the weights the parent already had (0: frozen);
     #   the grown head/adapter always get the full rate: small steps keep what the parent knew
+    micro_batch_size: int = 0  # gradient recipes: run each batch in parts of this many examples and add their
+    #   gradients (activation memory / batch_size * micro; 0: the whole batch at once)
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("max_steps >= 0, batch_size >= 1 and learning_rate > 0 are required")
         if not 0 <= self.replay_share < 1 or self.anchor_weight < 0:
             raise ValueError("replay_share must be in [0, 1) and anchor_weight >= 0")
-        if self.adapter_dim < 0 or self.ctc_weight < 0 or self.parent_lr_scale < 0:
-            raise ValueError("adapter_dim, ctc_weight and parent_lr_scale must be >= 0")
+        if self.adapter_dim < 0 or self.ctc_weight < 0 or self.parent_lr_scale < 0 or self.micro_batch_size < 0:
+            raise ValueError("adapter_dim, ctc_weight, parent_lr_scale and micro_batch_size must be >= 0")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able summary (replay examples are data, so only their count)."""
@@ -104,18 +106,22 @@ class Recipe(Protocol):
 
 
 def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None, *,
-                 encoder_head: torch.nn.Module | None = None, adapter_dim: int = 0) -> LoadedBridge:
+                 encoder_head: torch.nn.Module | None = None, adapter_dim: int = 0, seed: int = 0) -> LoadedBridge:
     """A trainable deep copy of the serving ``parent`` (its module is never touched).
 
     ``encoder_head`` (ctc bridges): the copy grows a personal CTC head started from it and a residual
     adapter of ``adapter_dim`` (``bridge.with_personal_head``); it still computes what the parent does.
     ``init`` (optional) supplies starting weights other than the parent's, e.g. the previous stage of a
-    sequential recipe; version bookkeeping still names the real parent.
+    sequential recipe; version bookkeeping still names the real parent. The grown adapter's random
+    initialisation comes from ``seed``: the same job grows the same candidate (and its anchor is that
+    very starting point), without touching the global RNG.
     """
     module = copy.deepcopy(parent.module)
     changes: dict[str, Any] = {}
     if encoder_head is not None:
-        module = with_personal_head(module, encoder_head, adapter_dim)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(seed, 0x6E0))
+            module = with_personal_head(module, encoder_head, adapter_dim)
         changes = {"adapter_dim": module.adapter.down.out_features if module.adapter is not None else 0,
                    "head_vocab": module.head.out_features}
     if init is not None:
@@ -131,7 +137,7 @@ def growth_of(engine: Any, parent: LoadedBridge, settings: TrainSettings) -> dic
     head = getattr(getattr(engine, "encoder", None), "ctc_head", None)
     if not settings.personal_head or parent.kind != "ctc" or head is None:
         return {}
-    return {"encoder_head": head, "adapter_dim": settings.adapter_dim}
+    return {"encoder_head": head, "adapter_dim": settings.adapter_dim, "seed": settings.seed}
 
 
 def finished_bridge(candidate: LoadedBridge, module: torch.nn.Module, training: dict[str, Any]) -> LoadedBridge:

@@ -142,10 +142,22 @@ class GradientRecipe:
             g["lr"] = g["base_lr"] * lr_factor(step, self.settings.max_steps)
         self.opt.zero_grad(set_to_none=True)
         ctx = self.around_step(self.llm) if self.around_step is not None else contextlib.nullcontext()
+        micro = self.settings.micro_batch_size or len(idx)
+        parts = [idx[i:i + micro] for i in range(0, len(idx), micro)]
         with ctx:
-            loss = self.objective(self.candidate.module, idx)
+            # Parts weigh by their share of the batch's examples: the batch's mean loss when each part's
+            # objective is a per-example mean (the token-mean transcript loss is weighed by examples
+            # here, not tokens: a small difference, and only when micro-batches are on).
+            loss = torch.zeros(())
+            for part in parts:
+                part_loss = self.objective(self.candidate.module, part) * (len(part) / len(idx))
+                if len(parts) > 1:
+                    part_loss.backward()  # frees this part's activations before the next one
+                    part_loss = part_loss.detach()
+                loss = loss + part_loss
             total = loss + anchor_penalty(self.params, self.anchor, self.settings.anchor_weight)
-            total.backward()  # inside the context: checkpointed layers recompute during backward
+            if isinstance(total, torch.Tensor) and total.requires_grad:
+                total.backward()  # inside the context: checkpointed layers recompute during backward
         if not torch.isfinite(loss):
             log.warning("%s: non-finite loss at step %d; update skipped", self.name, step)
             self.opt.zero_grad(set_to_none=True)

@@ -1,0 +1,108 @@
+"""Encoding while the user speaks: StreamingEncoder.finish_for, and the worker's LiveStream path."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from assistant.engine.streaming import StreamingEncoder
+from assistant.store import open_store, repo
+from services.live import LiveStream
+from services.worker import UtteranceJob
+
+from conftest import noise_wave
+from test_worker import make_worker, settle, statuses
+
+
+def pushed(encoder, wave, chunk_s=0.5, context_s=0.5) -> StreamingEncoder:
+    s = StreamingEncoder(encoder, chunk_s=chunk_s, context_s=context_s)
+    for i in range(0, len(wave), 480):
+        s.push(wave[i:i + 480])
+    return s
+
+
+def test_finish_for_a_trimmed_utterance_reencodes_only_what_the_trim_touched(tiny_engine):
+    wave = noise_wave(2.3, 0)
+    trimmed = wave[: int(1.7 * 16000)]  # the VAD cut 0.6 s of trailing silence already in a chunk
+    s = pushed(tiny_engine.encoder, wave)
+    assert s.samples_encoded == 2 * 16000
+    calls = s.encode_calls
+    got = s.finish_for(trimmed)
+    assert s.encode_calls == calls + 1  # one span: from the last kept chunk's end to the trimmed end
+    want = pushed(tiny_engine.encoder, trimmed).finish()
+    assert got.features.shape == want.features.shape
+    torch.testing.assert_close(got.features, want.features)
+    full = tiny_engine.encode([trimmed])[0]
+    assert got.n_frames == full.n_frames  # chunks add up to the whole
+
+
+def test_finish_for_other_audio_gives_nothing_to_reuse(tiny_engine):
+    s = pushed(tiny_engine.encoder, noise_wave(1.5, 0))
+    assert s.finish_for(noise_wave(1.5, 1)) is None
+
+
+def test_finish_for_an_utterance_shorter_than_a_chunk_encodes_it_whole(tiny_engine):
+    wave = noise_wave(0.3, 2)
+    s = pushed(tiny_engine.encoder, wave)
+    out = s.finish_for(wave)
+    assert out is not None and out.n_frames == tiny_engine.encode([wave])[0].n_frames
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = open_store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def _wait(pred, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_worker_encodes_chunks_during_speech_and_only_the_tail_at_the_end(store, tiny_engine, tmp_path):
+    w = make_worker(store, tiny_engine, tmp_path)
+    try:
+        wave = noise_wave(1.8, 3)
+        pcm = (np.clip(wave, -1, 1) * 32767).astype("<i2")
+        samples = pcm.astype(np.float32) / 32768.0
+        live = LiveStream(chunk_s=0.5, context_s=0.5)
+        w.open_stream(live)
+        for i in range(0, len(pcm), 480):  # 30 ms blocks, as the source loop hands them over
+            if live.add_pcm16(pcm[i:i + 480].tobytes()):
+                w.kick()
+        _wait(lambda: live.encoder is not None and live.encoder.samples_encoded == 3 * 8000)
+        w.close_stream(live)
+        calls = live.encoder.encode_calls
+        with store.session() as s:
+            uid = repo.record_utterance(s, data_dir=tmp_path / "data", samples=samples, source="mic").id
+        w.submit(UtteranceJob(uid, samples, "mic", time.time(), stream=live))
+        settle(store, 1)
+        assert statuses(store)[uid] == "done"
+        assert live.encoder.encode_calls == calls + 1  # the 0.3 s tail, nothing else
+    finally:
+        assert w.stop(60)
+
+
+def test_worker_falls_back_to_whole_encoding_when_the_stream_does_not_match(store, tiny_engine, tmp_path):
+    w = make_worker(store, tiny_engine, tmp_path)
+    try:
+        live = LiveStream(chunk_s=0.5, context_s=0.5)
+        w.open_stream(live)
+        live.add_pcm16((noise_wave(1.2, 4) * 32767).astype("<i2").tobytes())
+        w.kick()
+        _wait(lambda: live.encoder is not None and live.encoder.samples_encoded > 0)
+        w.close_stream(live)
+        other = noise_wave(1.2, 5)
+        with store.session() as s:
+            uid = repo.record_utterance(s, data_dir=tmp_path / "data", samples=other, source="mic").id
+        w.submit(UtteranceJob(uid, other, "mic", time.time(), stream=live))
+        settle(store, 1)
+        assert statuses(store)[uid] == "done"
+    finally:
+        assert w.stop(60)
