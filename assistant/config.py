@@ -170,9 +170,13 @@ class AlignmentConfig:
     # Memory of a job (an 8 GB board with a 0.5B LLM needs both; the demo needs neither):
     micro_batch_size: int = 0  # run each batch in parts of this many utterances (0: whole batch at once)
     gradient_checkpointing: bool = False  # recompute the LLM's layers in backward (backprop methods)
+    # joint decoding favours the user's own words (labels' words the bundle's generic speech never uses:
+    # names, places) by this much per character; 0: no personal lexicon (bench/RESULTS.md)
+    lexicon_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.micro_batch_size >= 0, "alignment.micro_batch_size", "an integer >= 0 (0: the whole batch)")
+        _check(self.lexicon_bonus >= 0, "alignment.lexicon_bonus", "a number >= 0 (0: no personal lexicon)")
         _check(self.adapter_dim >= 0 and self.parent_lr_scale >= 0 and self.anchor_weight >= 0,
                "alignment.adapter_dim", "adapter_dim >= 0, parent_lr_scale >= 0, anchor_weight >= 0")
         _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")

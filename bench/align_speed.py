@@ -1,6 +1,7 @@
 """Alignment speed and memory: ours against the naive end-to-end way, on the same data, in one run.
 
-    python -m bench.align_speed [--bundle DIR] [--preset-shaped] [--user SPEC] [--n 50] [--epochs 3] [--json FILE]
+    python -m bench.align_speed [--bundle DIR] [--preset-shaped] [--user SPEC] [--n 50] [--epochs 3]
+                                [--micro-batch-size N] [--gradient-checkpointing] [--json FILE]
 
 naive: every step re-encodes the audio (encoder forward), conv bridge, LLM in the loop, batch 1,
        for --epochs epochs over the user's N utterances.
@@ -43,7 +44,7 @@ def _peak_mb() -> float:
 
 
 def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, seed: int,
-          target_wer: float | None = None) -> dict:
+          target_wer: float | None = None, memory: dict | None = None) -> dict:
     import torch
 
     from assistant.audio import load_audio
@@ -74,7 +75,7 @@ def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, s
         bridge, out["seconds"] = _naive(engine, waves, texts, epochs, seed)
         out["wer"] = held_out_wer(bridge)
     else:
-        out.update(_ours(engine, waves, texts, epochs, seed, held_out_wer, target_wer))
+        out.update(_ours(engine, waves, texts, epochs, seed, held_out_wer, target_wer, memory or {}))
         bridge = engine.bridge
     out["job_extra_rss_mb"] = max(0.0, _peak_mb() - peak_before)
     out["bridge"] = bridge.kind
@@ -113,7 +114,8 @@ def _naive(engine, waves, texts, epochs: int, seed: int):
     return cand, time.perf_counter() - t0
 
 
-def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer: float | None) -> dict:
+def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer: float | None,
+          memory: dict) -> dict:
     """The daemon's job: its [alignment] defaults (method, steps, batch, personal head, replay, anchor).
 
     Trained in one go, paused at checkpoints (steps 2, 4, 8, ... and the same number of epochs as the
@@ -122,9 +124,10 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
 
     from assistant.alignment.trainers import TrainSettings, make_recipe
     from assistant.config import AlignmentConfig
+    from assistant.alignment.trainers import DEFAULT_METHOD
     from bench.personalize import _replay_set
 
-    c = AlignmentConfig()
+    c = AlignmentConfig(**memory)  # micro_batch_size / gradient_checkpointing from the command line
     encoded = engine.encoder.encode_many(waves)  # what the daemon cached at inference time: not timed
 
     @dataclass(frozen=True)
@@ -138,12 +141,14 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     checkpoints = sorted({2 ** k for k in range(1, 12) if 2 ** k < c.max_steps} | {same_epochs, c.max_steps})
     if engine.bundle.manifest.is_noise:  # speed and memory only: the same epochs as the naive run
         checkpoints = [same_epochs]
-    recipe = make_recipe(c.method)
+    method = DEFAULT_METHOD if c.method == "default" else c.method
+    recipe = make_recipe(method, **({"gradient_checkpointing": True} if c.gradient_checkpointing else {}))
     t0 = time.perf_counter()
     recipe.setup(engine, engine.bridge, train, TrainSettings(
         max_steps=c.max_steps, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=seed,
         anchor_weight=c.anchor_weight, replay=replay, replay_share=c.replay_share if replay else 0.0,
-        personal_head=c.personal_head, adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale))
+        personal_head=c.personal_head, adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale,
+        micro_batch_size=c.micro_batch_size))
     setup_s = time.perf_counter() - t0
     state = {"step": 0, "seconds": 0.0}
 
@@ -160,7 +165,8 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     reached = next((p for p in curve if target_wer is not None and p["wer"] is not None and p["wer"] <= target_wer),
                    None)
     return {"curve": curve, "same_epochs": at_epochs, "to_target": reached, "final": curve[-1],
-            "settings": {"method": c.method, "max_steps": c.max_steps, "batch": c.batch_size,
+            "settings": {"method": method, "max_steps": c.max_steps, "batch": c.batch_size,
+                         "micro_batch": c.micro_batch_size, "gradient_checkpointing": c.gradient_checkpointing,
                          "personal_head": c.personal_head, "replay": len(replay)}}
 
 
@@ -169,6 +175,10 @@ def run_one(mode: str, bundle: Path, args, target_wer: float | None = None) -> d
            "--n", str(args.n), "--epochs", str(args.epochs), "--test-n", str(args.test_n), "--seed", str(args.seed)]
     if target_wer is not None:
         cmd += ["--target-wer", str(target_wer)]
+    if args.micro_batch_size:
+        cmd += ["--micro-batch-size", str(args.micro_batch_size)]
+    if args.gradient_checkpointing:
+        cmd += ["--gradient-checkpointing"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} on {bundle} failed:\n{out.stderr[-3000:]}")
@@ -204,11 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     ap.add_argument("--inner", choices=["naive", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--micro-batch-size", type=int, default=0, help="ours: [alignment] micro_batch_size")
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="ours: [alignment] gradient_checkpointing")
     ap.add_argument("--target-wer", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
+        memory = {"micro_batch_size": args.micro_batch_size, "gradient_checkpointing": args.gradient_checkpointing}
         print(json.dumps(inner(args.inner, args.bundle[0], args.user, args.n, args.epochs, args.test_n, args.seed,
-                               args.target_wer)))
+                               args.target_wer, memory)))
         return 0
     from assistant.config import demo_bundle_dir
     from assistant.modelgen import build_bundle

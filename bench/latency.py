@@ -43,19 +43,22 @@ def utterances(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def _decode(engine, enc, duration_s: float, bridge, speculative: bool) -> tuple[str, float]:
-    """Ours (speculative): the bundle's decoding, joint CTC/LLM included; plain: LLM greedy alone."""
+def _decode(engine, enc, duration_s: float, bridge, speculative: bool, hint=None) -> tuple[str, float, int]:
+    """Ours (speculative): the bundle's decoding, joint CTC/LLM included; plain: LLM greedy alone.
+    -> (text, seconds, LLM passes)."""
     weight = engine.ctc_weight
     engine.ctc_weight = weight if speculative else 0.0
     try:
         t0 = time.perf_counter()
-        text, _, _, _ = engine.transcribe_encoded(enc, duration_s, bridge=bridge, speculative=speculative)
-        return text, time.perf_counter() - t0
+        text, res, _, _ = engine.transcribe_encoded(enc, duration_s, bridge=bridge, speculative=speculative,
+                                                    hint=hint)
+        return text, time.perf_counter() - t0, res.passes
     finally:
         engine.ctc_weight = weight
 
 
-def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, context_s: float) -> dict:
+def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, context_s: float,
+            hints: bool = True) -> dict:
     import torch
 
     from assistant.engine.engine import Engine
@@ -75,33 +78,40 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
         t0 = time.perf_counter()
         enc = engine.encode([wave])[0]
         enc_s = time.perf_counter() - t0
-        plain_text, dec_s = _decode(engine, enc, dur, conv, speculative=False)
+        plain_text, dec_s, plain_passes = _decode(engine, enc, dur, conv, speculative=False)
         plain_s = time.perf_counter() - t0
-        # ours: chunks encoded as audio arrives (30 ms blocks); only the tail after end of speech
+        # ours: chunks encoded as audio arrives (30 ms blocks), and the utterance so far decoded after
+        # each chunk (the daemon's draft hint); only the tail and the final decode after end of speech
         stream.reset()
-        during = 0.0
+        during, hint, hinting = 0.0, None, hints
         for i in range(0, len(wave), 480):
             t1 = time.perf_counter()
-            stream.push(wave[i : i + 480])
+            if stream.push(wave[i : i + 480]) and hinting:
+                t2 = time.perf_counter()
+                hint = engine.draft_hint(stream.partial(), bridge=ours_bridge)
+                hinting = time.perf_counter() - t2 <= 0.5 * chunk_s  # services/live.py's rule
             during += time.perf_counter() - t1
         t0 = time.perf_counter()
         enc_stream = stream.finish()
         tail_s = time.perf_counter() - t0
-        ours_text, _ = _decode(engine, enc_stream, dur, ours_bridge, speculative=engine.encoder.has_ctc)
+        ours_text, _, ours_passes = _decode(engine, enc_stream, dur, ours_bridge, speculative=engine.encoder.has_ctc,
+                                            hint=hint)
         ours_s = time.perf_counter() - t0
-        whole_text, _ = _decode(engine, enc, dur, ours_bridge, speculative=engine.encoder.has_ctc)
+        whole_text, _, _ = _decode(engine, enc, dur, ours_bridge, speculative=engine.encoder.has_ctc)
         engine.reset_history()
         _, first_s = _first_token(engine, ours_text)
         rows.append({"dur": dur, "plain_s": plain_s, "ours_s": ours_s, "enc_rtf": enc_s / dur,
                      "dec_rtf": dec_s / dur, "stream_rtf": during / dur, "first_token_s": first_s,
-                     "tail_s": tail_s, "ref": ref, "plain": plain_text, "ours": ours_text, "whole": whole_text})
+                     "tail_s": tail_s, "plain_passes": plain_passes, "ours_passes": ours_passes, "ref": ref,
+                     "plain": plain_text, "ours": ours_text, "whole": whole_text})
     med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
     refs = [r["ref"] for r in rows]
     return {"bundle": engine.bundle.manifest.name, "is_noise": engine.bundle.manifest.is_noise,
             "ours_bridge": ours_bridge.kind, "n": len(rows), "audio_s_median": round(med("dur"), 2),
             "plain_s": round(med("plain_s"), 4), "ours_s": round(med("ours_s"), 4),
             "ratio": round(med("ours_s") / med("plain_s"), 3), "ours_tail_encode_s": round(med("tail_s"), 4),
-            "chunk_s": chunk_s, "context_s": context_s,
+            "chunk_s": chunk_s, "context_s": context_s, "hints": hints,
+            "plain_passes": med("plain_passes"), "ours_passes": med("ours_passes"),
             "rtf": {"encoder": round(med("enc_rtf"), 4), "plain_decode": round(med("dec_rtf"), 4),
                     "streaming_encoder_during_speech": round(med("stream_rtf"), 4)},
             "first_response_token_s": round(med("first_token_s"), 4),
@@ -132,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap.add_argument("--chunk-s", type=float, default=EngineConfig.stream_chunk_s)
     ap.add_argument("--context-s", type=float, default=EngineConfig.stream_context_s)
+    ap.add_argument("--no-hints", action="store_true", help="no draft hints from decoding during speech")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     from assistant.config import demo_bundle_dir
@@ -153,14 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for b in bundles:
         print(f"==> {b}", file=sys.stderr, flush=True)
-        results.append(measure(b, utts, args.chunk_s, args.context_s))
+        results.append(measure(b, utts, args.chunk_s, args.context_s, hints=not args.no_hints))
     print(f"end of speech -> transcript, median over {args.n} espeak-ng utterances (CPU, "
-          f"{results[0]['threads']} threads; streaming chunks {args.chunk_s} s, context {args.context_s} s)")
+          f"{results[0]['threads']} threads; streaming chunks {args.chunk_s} s, context {args.context_s} s, "
+          f"draft hints {'off' if args.no_hints else 'on'})")
     print(f"{'model set':<16}{'bridge':>7}{'plain s':>9}{'ours s':>9}{'ratio':>7}{'tail enc s':>11}{'enc RTF':>9}"
-          f"{'dec RTF':>9}{'1st tok s':>10}{'plain WER':>10}{'ours WER':>9}{'whole-enc WER':>14}")
+          f"{'dec RTF':>9}{'passes':>9}{'1st tok s':>10}{'plain WER':>10}{'ours WER':>9}{'whole-enc WER':>14}")
     for r in results:
         print(f"{r['bundle']:<16}{r['ours_bridge']:>7}{r['plain_s']:>9.3f}{r['ours_s']:>9.3f}{r['ratio']:>7.2f}"
               f"{r['ours_tail_encode_s']:>11.3f}{r['rtf']['encoder']:>9.3f}{r['rtf']['plain_decode']:>9.3f}"
+              f"{str(r['plain_passes']) + '/' + str(r['ours_passes']):>9}"
               f"{r['first_response_token_s']:>10.3f}{r['plain_wer']:>10.3f}{r['ours_wer']:>9.3f}"
               f"{r['ours_whole_encoding_wer']:>14.3f}")
     if args.json:

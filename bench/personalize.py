@@ -37,7 +37,7 @@ Method = Callable[..., object]
 
 def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, anchor: float = 0.0,
             replay_share: float = 0.0, personal_head: bool = False, parent_lr_scale: float = 1.0,
-            **options) -> Method:
+            lexicon_bonus: float = 0.0, **options) -> Method:
     """A personalization method from the alignment trainers (assistant/alignment/trainers)."""
     def run(engine, adapt, seed):
         from dataclasses import dataclass
@@ -58,6 +58,11 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
         recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
         result = recipe.result()
         recipe.cleanup()
+        if lexicon_bonus:  # as the daemon's job does: the adaptation labels' own words
+            from assistant.alignment.lexicon import personal_lexicon, with_lexicon
+
+            generic = [r.text for d in ("replay", "regression") for r in _bundle_set(engine, d)]
+            result = with_lexicon(result, personal_lexicon([t for _, t in adapt], generic), lexicon_bonus)
         return result
 
     return run
@@ -65,9 +70,13 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
 
 def _replay_set(engine) -> list:
     """Generic utterances shipped with the bundle for replay (never the gate's regression set)."""
+    return _bundle_set(engine, "replay")
+
+
+def _bundle_set(engine, name: str) -> list:
     from assistant.alignment.regression import load_regression_set
 
-    d = engine.bundle.root / "replay" if engine.bundle else None
+    d = engine.bundle.root / name if engine.bundle else None
     return load_regression_set(d, encoder_id=engine.encoder.identity,
                                ctc_head=engine.encoder.ctc_head) if d and d.is_dir() else []
 
@@ -79,6 +88,10 @@ METHODS: dict[str, Method | None] = {
     "backprop-gentle": trainer("backprop", steps=100, lr=2e-4, anchor=1e-2, replay_share=0.25),
     "head": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1),
     "head-only": trainer("backprop", replay_share=0.25, personal_head=True, parent_lr_scale=0.0),
+    "head+lexicon": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
+                            lexicon_bonus=1.0),
+    "head+lexicon-0.5": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True,
+                                parent_lr_scale=0.1, lexicon_bonus=0.5),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
     "embed+backprop": trainer("embed+backprop"),

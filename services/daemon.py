@@ -62,7 +62,7 @@ class Daemon:
         self.model_lock = threading.Lock()
         self.preempt = threading.Event()  # set by any activity: a running alignment job pauses
         self.scheduler = None
-        self._live = None  # services.live.LiveStream of the utterance being spoken
+        self._live: dict = {}  # source name -> services.live.LiveStream of the utterance it is speaking
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -301,30 +301,31 @@ class Daemon:
         return MicSource(s.device, reopen_interval_s=s.reopen_interval_s)
 
     # --- encoding while the user speaks -------------------------------------------------------------
-    def stream_begin(self) -> None:
+    def stream_begin(self, source_name: str) -> None:
         """Speech started: its chunks are encoded as they arrive (engine.stream_chunk_s; 0 turns it off)."""
-        self.stream_drop()
+        self.stream_drop(source_name)
         e = self.config.engine
         if e.stream_chunk_s > 0 and self.worker is not None:
             from services.live import LiveStream
 
-            self._live = LiveStream(chunk_s=e.stream_chunk_s, context_s=e.stream_context_s)
-            self.worker.open_stream(self._live)
+            self._live[source_name] = live = LiveStream(chunk_s=e.stream_chunk_s, context_s=e.stream_context_s)
+            self.worker.open_stream(live)
 
-    def stream_audio(self, pcm: bytes) -> None:
-        if self._live is not None and self._live.add_pcm16(pcm):
+    def stream_audio(self, source_name: str, pcm: bytes) -> None:
+        live = self._live.get(source_name)
+        if live is not None and live.add_pcm16(pcm):
             self.worker.kick()
 
-    def stream_drop(self) -> None:
-        if self._live is not None:
-            self.worker.close_stream(self._live)
-            self._live = None
+    def stream_drop(self, source_name: str) -> None:
+        live = self._live.pop(source_name, None)
+        if live is not None:
+            self.worker.close_stream(live)
 
     async def handle_segment(self, segment, source_name: str) -> int:
         """A VAD segment: store it (write-ahead), then queue it for inference."""
         from assistant.audio import from_pcm16
 
-        live, self._live = self._live, None
+        live = self._live.pop(source_name, None)
         if live is not None:
             self.worker.close_stream(live)  # its chunks go with the job; the tail is encoded there
 

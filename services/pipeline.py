@@ -22,7 +22,7 @@ async def run_source(daemon, source) -> None:
             for event in vad.feed(chunk):
                 await _handle(daemon, event, store_source(source.name))
             if vad.active:  # the encoder may start on the utterance while it is spoken
-                daemon.stream_audio(vad.take_new_pcm())
+                daemon.stream_audio(store_source(source.name), vad.take_new_pcm())
         for event in vad.flush():
             await _handle(daemon, event, store_source(source.name))
         log.info("source %s finished", source.name)
@@ -37,10 +37,10 @@ async def run_source(daemon, source) -> None:
 async def _handle(daemon, event, source_name: str) -> None:
     if isinstance(event, SpeechStarted):
         daemon.touch()
-        daemon.stream_begin()
+        daemon.stream_begin(source_name)
         daemon.bus.publish("utterance_started", source=source_name, at_s=event.at_s)
     elif isinstance(event, SpeechEnded):
         await daemon.handle_segment(event.segment, source_name)
     elif isinstance(event, SegmentDropped):
-        daemon.stream_drop()
+        daemon.stream_drop(source_name)
         log.debug("dropped a %.2f s sound (%s)", event.duration_s, event.reason)

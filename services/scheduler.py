@@ -226,6 +226,11 @@ class JobRunner(threading.Thread):
         candidate = recipe.result()
         train_s = time.time() - t0
         generic = _generic_set(engine)
+        if c.lexicon_bonus > 0:  # the user's names and places, from the training labels only
+            from assistant.alignment.lexicon import personal_lexicon, with_lexicon
+
+            words = personal_lexicon([e.text for e in data.train], [g.text for g in [*generic, *replay]])
+            candidate = with_lexicon(candidate, words, c.lexicon_bonus)
         # The gate decodes a few hundred utterances: it takes the models one utterance at a time.
         result = gate.evaluate(_Locked(engine, d.model_lock), active=parent, candidate=candidate,
                                heldout=data.heldout, generic=generic, config=self.cfg)

@@ -209,7 +209,7 @@ class InferenceWorker:
 
     def _stream_step(self, stream) -> None:
         try:
-            stream.step(self.engine.encoder)
+            stream.step(self.engine)
         except Exception:  # the utterance is still encoded whole at its end
             log.exception("encoding a chunk of the utterance in progress failed; it will be encoded at its end")
             self.close_stream(stream)
@@ -234,8 +234,8 @@ class InferenceWorker:
         try:
             with self.store.session() as s:
                 repo.mark_processing(s, utterance_id=uid)
-            live = job.stream.encoder if job.stream is not None else None
-            turn = engine.run(job.samples, respond=False, stream=live)
+            live, hint = (job.stream.encoder, job.stream.hint) if job.stream is not None else (None, None)
+            turn = engine.run(job.samples, respond=False, stream=live, hint=hint)
             self._publish("transcript", utterance_id=uid, transcript=turn.transcript,
                           bridge_version=turn.bridge_version)
             if job.respond is None:
@@ -245,6 +245,8 @@ class InferenceWorker:
             reply, response_s = engine.respond_text(text) if respond else (None, 0.0)
             timings = {"encoder_s": turn.timings.encoder_s, "bridge_s": turn.timings.bridge_s,
                        "transcript_s": turn.timings.transcript_s, "response_s": response_s}
+            if turn.streamed_audio_s:  # encoded while spoken: encoder_s is the tail's time only
+                timings["streamed_audio_s"] = round(turn.streamed_audio_s, 3)
             enc_path = frames = None
             if self.cache_encoded and turn.encoded is not None:
                 try:

@@ -40,7 +40,8 @@ def db_rows(data_dir, sql: str):
 def test_serve_records_from_the_virtual_microphone(pulse_server, tiny_bundle, tmp_path):  # noqa: F811
     wav = espeak_wav("please turn on the kitchen lights", tmp_path / "say.wav")
     d = DaemonProcess(tmp_path / "data", tiny_bundle, source="mic",
-                      extra_config='[source]\ndevice = "pulse"\n', env={"PULSE_SERVER": pulse_server.server})
+                      extra_config='[source]\ndevice = "pulse"\n[engine]\nstream_chunk_s = 0.5\nstream_context_s = 0.5\n',
+                      env={"PULSE_SERVER": pulse_server.server})
     d.start()
     try:
         with httpx.Client(base_url=d.url, headers=d.headers, timeout=30) as c:
@@ -52,6 +53,8 @@ def test_serve_records_from_the_virtual_microphone(pulse_server, tiny_bundle, tm
             u = rows[0]
             assert u["source"] == "mic" and 1.0 < u["duration_s"] < 6.0
             assert isinstance(u["transcript"], str) and u["activation"] == "responded"
+            # spoken in real time: its first chunks were encoded before it ended (services/live.py)
+            assert u["timings"].get("streamed_audio_s", 0) >= 0.5, u["timings"]
             audio = c.get(f"/v1/utterances/{u['id']}/audio")
             x, rate = sf.read(__import__("io").BytesIO(audio.content))
             assert rate == 16000 and np.sqrt(np.mean(x ** 2)) > 0.01  # real speech, not silence

@@ -171,16 +171,23 @@ def exhaustive_choice(ch: JointChooser, logits: torch.Tensor) -> int:
     for c in cands:
         d = ch.scorer.end_score() if c in ch.stop_ids else ctc.get(c, -math.inf)
         s = (1 - ch.weight) * float(logp[c]) + ch.weight * d
+        if ch.lexicon is not None:
+            s += ch.lexicon.adjust("" if c in ch.stop_ids else Chars().text(c), stop=c in ch.stop_ids)
         if s > best_score:
             best, best_score = c, s
     return best
 
 
+@pytest.mark.parametrize("lexicon", [False, True])
 @pytest.mark.parametrize("weight", [0.3, 0.5, 0.9, 1.0])
-def test_pruned_choice_equals_scoring_every_candidate(weight):
+def test_pruned_choice_equals_scoring_every_candidate(weight, lexicon):
+    from assistant.engine.lexicon import LexiconBias
+
     g = torch.Generator().manual_seed(int(weight * 10))
     lp = torch.log_softmax(torch.randn(40, 5, generator=g) * 3, -1)
     ch = chooser(lp, weight)
+    if lexicon:  # the bias may be positive: the bound must hold with it
+        ch.lexicon = LexiconBias(["abc", "cab", "bb"], 0.7)
     for step in range(25):
         logits = torch.randn(8, generator=g) * (0.5 + step % 4)
         want = exhaustive_choice(ch, logits)

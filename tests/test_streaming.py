@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from assistant.engine.engine import DraftHint
 from assistant.engine.streaming import StreamingEncoder
 from assistant.store import open_store, repo
 from services.live import LiveStream
@@ -106,3 +107,20 @@ def test_worker_falls_back_to_whole_encoding_when_the_stream_does_not_match(stor
         assert statuses(store)[uid] == "done"
     finally:
         assert w.stop(60)
+
+
+def test_draft_hint_merges_the_llm_words_with_the_rest_of_the_ctc_reading():
+    h = DraftHint("set a timer for fif", "set a tmer for fiv")
+    assert h.draft("set a tmer for fivteen minutes") == ("set a timer for", "fivteen minutes")
+    assert DraftHint("set", "set").draft("set a timer") is None
+
+
+def test_a_draft_hint_changes_passes_never_the_transcript(tiny_engine):
+    wave = noise_wave(2.2, 6)
+    s = pushed(tiny_engine.encoder, wave)
+    hint = tiny_engine.draft_hint(s.partial())
+    enc = s.finish()
+    plain, _, _, _ = tiny_engine.transcribe_encoded(enc, 2.2)
+    for h in (hint, DraftHint("a b c d", "a b c d")):
+        text, _, _, _ = tiny_engine.transcribe_encoded(enc, 2.2, hint=h)
+        assert text == plain

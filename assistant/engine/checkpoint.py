@@ -40,6 +40,10 @@ class BridgeConfig:
     adapter_dim: int = 0  # > 0: a personal residual adapter on the encoder frames (ctc bridges)
     head_vocab: int = 0  # > 0: the bridge owns a CTC head of this many labels (ctc bridges)
     input_norm: bool = True
+    # the user's own words (names, places) that joint decoding favours, and the bonus per character
+    # (engine/lexicon.py); set by personalization from the user's labels
+    lexicon: tuple[str, ...] = ()
+    lexicon_bonus: float = 0.0
     version: str = "base"
     parent_version: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +56,10 @@ class BridgeConfig:
     def __post_init__(self) -> None:
         if self.kind not in BRIDGE_KINDS:
             raise ModelFilesError(f"bridge kind {self.kind!r} is unknown; allowed: {', '.join(BRIDGE_KINDS)}")
+        if not isinstance(self.lexicon, tuple):  # JSON gives a list
+            object.__setattr__(self, "lexicon", tuple(str(w) for w in self.lexicon))
+        if self.lexicon_bonus < 0:
+            raise ModelFilesError(f"bridge lexicon_bonus {self.lexicon_bonus} is negative; it must be >= 0")
 
 
 @dataclass

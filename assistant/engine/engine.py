@@ -43,6 +43,24 @@ class StageTimings:
 
 
 @dataclass(frozen=True)
+class DraftHint:
+    """The utterance so far, decoded while it was spoken (``Engine.draft_hint``). At its end, the final
+    decode's draft takes these words (all but the last, which a chunk boundary may cut) and the CTC
+    reading of the rest: a draft that agrees with the LLM where the CTC text alone misspells, so fewer
+    passes are left after end of speech. Only a draft: the output is the same with or without it."""
+
+    text: str  # the transcript of the frames so far
+    ctc_text: str  # the greedy CTC reading of the same frames
+
+    def draft(self, ctc_full: str) -> tuple[str, str] | None:
+        """(the LLM's words kept, the CTC text after them), or None when the hint is too short to help."""
+        words, part = self.text.split(), self.ctc_text.split()
+        if len(words) < 2 or len(part) < 2:
+            return None
+        return " ".join(words[:-1]), " ".join(ctc_full.split()[len(part) - 1:])
+
+
+@dataclass(frozen=True)
 class Turn:
     transcript: str
     response: str | None
@@ -52,6 +70,7 @@ class Turn:
     transcript_passes: int = 0  # LLM forward passes spent on the transcript (prefill included)
     draft_tokens: int = 0  # CTC draft length in LLM tokens (0: no speculative decoding)
     draft_accepted: int = 0
+    streamed_audio_s: float = 0.0  # audio encoded while it was spoken (Engine.run(stream=)): not after its end
     encoded: EncoderOutput | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
@@ -127,7 +146,8 @@ class Engine:
 
     @torch.inference_mode()
     def transcribe_encoded(self, enc: EncoderOutput, duration_s: float, *, bridge: LoadedBridge | None = None,
-                           speculative: bool | None = None) -> tuple[str, DecodeResult, float, float]:
+                           speculative: bool | None = None, hint: DraftHint | None = None
+                           ) -> tuple[str, DecodeResult, float, float]:
         """Transcript from one encoder output: (text, decode result, bridge_s, transcript_s)."""
         bridge = bridge or self.bridge
         t0 = time.perf_counter()
@@ -140,12 +160,16 @@ class Engine:
         ctc_logits = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits) \
             if (use_draft or self.ctc_weight > 0) else None
         if use_draft and ctc_logits is not None:
-            variants = self.llm.draft_variants(self.encoder.ctc_text(ctc_logits))
+            ctc_text = self.encoder.ctc_text(ctc_logits)
+            merged = hint.draft(ctc_text) if hint is not None else None
+            variants = self.llm.draft_variants(merged[1], prefix=merged[0]) if merged else \
+                self.llm.draft_variants(ctc_text)
         chooser = None
         if self.ctc_weight > 0 and ctc_logits is not None:
             chooser = joint_chooser(torch.log_softmax(ctc_logits.float(), -1), self.encoder.blank_id,
                                     self.encoder.ctc_tokenizer, self.llm.token_text, self.llm.transcript_stop_ids,
-                                    self.ctc_weight)
+                                    self.ctc_weight, lexicon=bridge.config.lexicon,
+                                    lexicon_bonus=bridge.config.lexicon_bonus)
         result = decode(self.llm.model, prefix, max_new_tokens=self.llm.transcript_budget(duration_s),
                         stop_ids=self.llm.transcript_stop_ids, draft_variants=variants, chooser=chooser)
         text = self.llm.decode_text(result.token_ids)
@@ -162,11 +186,23 @@ class Engine:
             self.history.append((transcript, reply))
         return reply, time.perf_counter() - t0
 
-    def run(self, wave: np.ndarray, *, respond: bool = True, stream=None) -> Turn:
+    @torch.inference_mode()
+    def draft_hint(self, enc: EncoderOutput, *, bridge: LoadedBridge | None = None) -> DraftHint | None:
+        """Decode the utterance so far (chunks encoded while it is spoken) into a DraftHint."""
+        if not self.speculative:
+            return None
+        bridge = bridge or self.bridge
+        duration_s = enc.n_frames / enc.frame_rate_hz
+        text, _, _, _ = self.transcribe_encoded(enc, duration_s, bridge=bridge)
+        ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits)
+        return DraftHint(text, self.encoder.ctc_text(ctc) if ctc is not None else "")
+
+    def run(self, wave: np.ndarray, *, respond: bool = True, stream=None, hint: DraftHint | None = None) -> Turn:
         """One utterance (16 kHz mono float32) -> Turn. The bridge is read once, here.
 
         ``stream``: a StreamingEncoder that encoded this utterance's chunks while it was spoken; only
         the tail is encoded now (the whole wave when the stream's audio does not match it).
+        ``hint``: what ``draft_hint`` made of those chunks (a better draft; the same output).
         """
         bridge = self.bridge
         duration_s = len(wave) / 16000.0
@@ -174,15 +210,16 @@ class Engine:
         enc = stream.finish_for(wave) if stream is not None else None
         if stream is not None and enc is None:
             log.info("streamed chunks do not match the utterance's audio: encoding it whole")
+        streamed_s = stream.reused_samples / 16000.0 if enc is not None else 0.0
         if enc is None:
             enc = self.encode([wave])[0]
         encoder_s = time.perf_counter() - t0
-        text, result, bridge_s, transcript_s = self.transcribe_encoded(enc, duration_s, bridge=bridge)
+        text, result, bridge_s, transcript_s = self.transcribe_encoded(enc, duration_s, bridge=bridge, hint=hint)
         reply, response_s = self.respond_text(text) if respond else (None, 0.0)
         return Turn(transcript=text, response=reply, bridge_version=bridge.version, audio_duration_s=duration_s,
                     timings=StageTimings(encoder_s, bridge_s, transcript_s, response_s),
                     transcript_passes=result.passes, draft_tokens=result.draft_tokens,
-                    draft_accepted=result.accepted_tokens, encoded=enc)
+                    draft_accepted=result.accepted_tokens, streamed_audio_s=streamed_s, encoded=enc)
 
     def reset_history(self) -> None:
         self.history.clear()

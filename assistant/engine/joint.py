@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from assistant.engine.lexicon import LexiconBias
+
 TOP_K = 32
 NEG = -math.inf
 
@@ -117,8 +119,9 @@ class JointChooser:
     """
 
     def __init__(self, scorer: CtcPrefixScorer, labels: TokenLabels, stop_ids: set[int], weight: float,
-                 top_k: int = TOP_K) -> None:
+                 top_k: int = TOP_K, lexicon: LexiconBias | None = None) -> None:
         self.scorer, self.labels, self.stop_ids, self.weight, self.top_k = scorer, labels, stop_ids, weight, top_k
+        self.lexicon = lexicon  # a bias toward the user's own words (engine/lexicon.py)
         self._states: dict[int, tuple | None] = {}
 
     def _labels_here(self, token: int) -> list[int]:
@@ -136,6 +139,10 @@ class JointChooser:
         cands += [s for s in self.stop_ids if s not in cands and s < logp.shape[-1]]
         w = self.weight
         llm = {c: (1 - w) * float(logp[c]) for c in cands}
+        if self.lexicon is not None:  # the bias joins the LLM term: the pruning bound stays valid
+            for c in cands:
+                stop = c in self.stop_ids
+                llm[c] += self.lexicon.adjust("" if stop else self.labels.token_text(c), stop=stop)
         seqs = {c: [] if c in self.stop_ids else self._labels_here(c) for c in cands}
         end = self.scorer.end_score()
         # Exact pruning: a CTC prefix score never rises when the prefix grows (delta <= 0, the end score
@@ -167,6 +174,8 @@ class JointChooser:
     def accept(self, token: int) -> None:
         if token in self.stop_ids:
             return
+        if self.lexicon is not None:
+            self.lexicon.accept(self.labels.token_text(token))
         state = self._states.get(token)
         if state is None:
             seq = self._labels_here(token)
@@ -178,9 +187,12 @@ class JointChooser:
 
 
 def joint_chooser(log_probs: torch.Tensor, blank_id: int, ctc_tokenizer, token_text: Callable[[int], str],
-                  stop_ids: set[int], weight: float) -> JointChooser:
+                  stop_ids: set[int], weight: float, lexicon: Sequence[str] = (),
+                  lexicon_bonus: float = 0.0) -> JointChooser:
     """A chooser for one utterance: CTC ``log_probs`` (frames, labels) from the encoder or the bridge."""
     delim = getattr(ctc_tokenizer, "word_delimiter_token", None) or "|"
     vocab = {t: i for t, i in ctc_tokenizer.get_vocab().items() if len(t) == 1 and i != blank_id}
     vocab[delim] = ctc_tokenizer.get_vocab()[delim]
-    return JointChooser(CtcPrefixScorer(log_probs, blank_id), TokenLabels(token_text, vocab, delim), stop_ids, weight)
+    bias = LexiconBias(lexicon, lexicon_bonus) if lexicon and lexicon_bonus > 0 else None
+    return JointChooser(CtcPrefixScorer(log_probs, blank_id), TokenLabels(token_text, vocab, delim), stop_ids, weight,
+                        lexicon=bias)

@@ -106,13 +106,16 @@ class CausalLM:
     def transcript_budget(self, duration_s: float) -> int:
         return math.ceil(duration_s * self.prompt.transcript_tokens_per_s) + 8
 
-    def draft_variants(self, text: str) -> list[list[int]]:
+    def draft_variants(self, text: str, *, prefix: str = "") -> list[list[int]]:
         """Tokenizations of a CTC draft, without and with a leading space (BPE vocabularies mark word
-        starts with the space); decoding keeps the one that starts with the LLM's first token."""
+        starts with the space); decoding keeps the one that starts with the LLM's first token.
+        ``prefix``: the LLM's own words for the start of the utterance (a draft hint), taken as they are;
+        the prompt's draft case applies to the CTC text only."""
         if self.prompt.draft_case == "lower":
             text = text.lower()
         elif self.prompt.draft_case == "upper":
             text = text.upper()
+        text = f"{prefix} {text}".strip() if prefix else text
         if not text:
             return []
         return [self._ids(text), self._ids(" " + text)]

@@ -30,6 +30,7 @@ class StreamingEncoder:
         self._logits: list[torch.Tensor] = []
         self._ends: list[int] = []  # sample index where each encoded span ends
         self.encode_calls = 0
+        self.reused_samples = 0  # finish_for: samples whose chunks were encoded before the end
 
     def _encode_span(self, start: int, end: int) -> None:
         """Encode [start - context, end) and keep the frames of [start, end)."""
@@ -59,6 +60,14 @@ class StreamingEncoder:
             n += 1
         return n
 
+    def partial(self) -> EncoderOutput | None:
+        """The frames of the chunks encoded so far (None before the first chunk)."""
+        if not self._feats:
+            return None
+        return EncoderOutput(features=torch.cat(self._feats, 0),
+                             ctc_logits=torch.cat(self._logits, 0) if self._logits else None,
+                             frame_rate_hz=self.encoder.frame_rate_hz)
+
     def finish_for(self, samples: np.ndarray) -> EncoderOutput | None:
         """End of speech, when the final utterance may differ from the audio pushed: the VAD trims
         trailing silence that may already sit in an encoded chunk. Chunks past the end of ``samples``
@@ -75,6 +84,7 @@ class StreamingEncoder:
         self._done = self._ends[-1] if self._ends else 0
         if self._done and not np.array_equal(self._audio[: self._done], samples[: self._done]):
             return None
+        self.reused_samples = self._done
         self._audio = samples
         return self.finish()
 

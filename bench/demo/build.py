@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         timer.run("replay set", assemble.save_regression, tmp, engine, replay, assemble.load_waves(replay), "replay")
 
     build = {"command": "python -m bench.demo.build" + (" --quick" if args.quick else "") +
-             (f" --reuse {args.reuse}" if reuse else ""), "seed": args.seed, "encoder_dev_cer": round(dev_cer, 4),
+             (f" --reuse {args.reuse}" if reuse else "") +
+             (f" --augment {args.augment}" if args.augment is not None else ""), "seed": args.seed, "encoder_dev_cer": round(dev_cer, 4),
              "reused": {p: old_build.get("built_at") for p in sorted(reuse)},
              "recipes": {"encoder": asdict(enc_r), "llm": asdict(lm_r), "bridge": asdict(br_r)},
              "corpus": {k: len(v) for k, v in {"train": train_rows, "dev": dev_rows, **sets}.items()},

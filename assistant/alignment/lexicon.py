@@ -1,0 +1,44 @@
+"""The user's own words for a personalized bridge: the names and places in their labels.
+
+``personal_lexicon`` keeps the words of the training labels that the bundle's generic speech (its
+shipped replay and regression transcripts) never uses: on the demo that is exactly the user's contacts
+and places, which no base training saw. ``with_lexicon`` puts them, with the bias per character, into
+the candidate's config; joint decoding then favours them (``assistant/engine/lexicon.py``) and the
+quality gate scores the candidate with that bias, so a lexicon that hurts is rejected with it.
+Held-out labels never feed the lexicon: the gate's figures stay honest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Iterable
+
+from assistant.engine.checkpoint import LoadedBridge
+from assistant.engine.lexicon import normalize_word
+
+MAX_WORDS = 500
+
+
+def _words(text: str) -> list[str]:
+    out = []
+    for raw in text.split():
+        w = normalize_word(raw)
+        out.append(w[:-2] if w.endswith("'s") else w)
+    return [w for w in out if w]
+
+
+def personal_lexicon(train_texts: Iterable[str], generic_texts: Iterable[str], *, min_len: int = 3,
+                     max_words: int = MAX_WORDS) -> tuple[str, ...]:
+    """Words of ``train_texts`` not in ``generic_texts``, at least ``min_len`` letters, most frequent first."""
+    generic = {w for t in generic_texts for w in _words(t)}
+    counts = Counter(w for t in train_texts for w in _words(t) if len(w) >= min_len and w not in generic)
+    return tuple(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_words])
+
+
+def with_lexicon(bridge: LoadedBridge, words: tuple[str, ...], bonus: float) -> LoadedBridge:
+    """The same bridge (module shared) whose config carries the lexicon; no words or bonus 0: unchanged."""
+    if not words or bonus <= 0:
+        return bridge
+    return LoadedBridge(module=bridge.module,
+                        config=dataclasses.replace(bridge.config, lexicon=tuple(words), lexicon_bonus=bonus))
