@@ -21,14 +21,14 @@ from daemon_proc import DaemonProcess
 from speech import require_tool
 
 USER_VOICE = "espeak-ng:en-029+klatt6,rate=155,pitch=40"  # accent and variant outside the demo's training
-N_SHIPPED, N_OWN = 22, 10
+N_SHIPPED, N_OWN = 26, 14
 
 CONFIG = f"""
 [alignment]
 idle_s = 1.0
 min_new_labels = {N_SHIPPED + N_OWN}
-heldout_share = 0.25
-min_heldout = 5
+heldout_share = 0.3
+min_heldout = 4
 min_improvement = 0.0
 max_steps = 60
 batch_size = 8
