@@ -85,6 +85,34 @@ def test_speculative_equals_greedy_on_many_inputs_and_saves_passes(lm):
     assert saved > cases  # on average well over one pass saved per decode
 
 
+def test_a_trusted_draft_rides_in_the_prefill(lm):
+    plain = decode(lm.model, _prefix(lm, 2), max_new_tokens=30, stop_ids=set())
+    spec = decode(lm.model, _prefix(lm, 2), max_new_tokens=30, stop_ids=set(), draft=plain.token_ids,
+                  first_proposal=48)
+    assert spec.token_ids == plain.token_ids
+    assert spec.passes == 1 and spec.accepted_tokens == 30  # the prefill checked every token
+
+
+@pytest.mark.parametrize("first_proposal", [1, 16, 48])
+def test_drafts_in_the_prefill_keep_the_greedy_output(lm, first_proposal):
+    """Exact, edited, unrelated, shifted (other variant) and half drafts in the prefill: same output as
+    plain greedy, and never more passes."""
+    rng = random.Random(99 + first_proposal)
+    vocab = len(lm.tokenizer)
+    for seed in range(15):
+        prefix = _prefix(lm, 300 + seed, positions=rng.randrange(3, 30))
+        budget = rng.randrange(3, 50)
+        stop = {rng.randrange(6, vocab)} if seed % 3 == 0 else set()
+        plain = decode(lm.model, prefix, max_new_tokens=budget, stop_ids=stop)
+        for draft in (plain.token_ids, _edit(plain.token_ids, rng, vocab, 2),
+                      [rng.randrange(6, vocab) for _ in range(20)], plain.token_ids[: len(plain.token_ids) // 2]):
+            for variants in ([draft], [[rng.randrange(6, vocab)] + draft, draft]):
+                spec = decode(lm.model, prefix, max_new_tokens=budget, stop_ids=stop, draft_variants=variants,
+                              first_proposal=first_proposal)
+                assert spec.token_ids == plain.token_ids and spec.stopped_by == plain.stopped_by, (seed, draft)
+                assert spec.passes <= plain.passes
+
+
 def test_draft_variants_pick_the_one_matching_the_first_token(lm):
     plain = decode(lm.model, _prefix(lm, 7), max_new_tokens=25, stop_ids=set())
     wrong_start = [plain.token_ids[0] + 1 if plain.token_ids[0] + 1 < len(lm.tokenizer) else 6] + plain.token_ids[1:]

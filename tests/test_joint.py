@@ -157,6 +157,9 @@ def test_decode_with_an_argmax_chooser_equals_greedy(tiny_engine):
     with_chooser = decode(lm.model, prefix, max_new_tokens=25, stop_ids=set(), chooser=Argmax(),
                           draft=plain.token_ids[:10] + [7, 8] + plain.token_ids[12:])
     assert with_chooser.token_ids == plain.token_ids and with_chooser.passes < plain.passes
+    early = decode(lm.model, prefix, max_new_tokens=25, stop_ids=set(), chooser=Argmax(),
+                   draft=plain.token_ids[:10] + [7, 8] + plain.token_ids[12:], first_proposal=48)
+    assert early.token_ids == plain.token_ids and early.passes < with_chooser.passes
 
 
 def exhaustive_choice(ch: JointChooser, logits: torch.Tensor) -> int:

@@ -65,30 +65,73 @@ def _propose(draft: Sequence[int], out: Sequence[int], anchor: int, limit: int) 
     return [], anchor
 
 
+def _verify(rows: torch.Tensor, proposal: Sequence[int], out: list[int], pick, chooser: Chooser | None,
+            stop_ids: set[int], max_new_tokens: int) -> tuple[int, int]:
+    """Check ``proposal`` against one pass's logits ``rows`` (rows[i]: the logits after proposal[:i]).
+
+    Appends the agreeing prefix to ``out`` (and to the chooser's prefix); returns (tokens accepted, the
+    pick after them). With a chooser the pick depends on the prefix, so positions are checked in order.
+    """
+    k = 0
+    if chooser is None:
+        preds = rows.argmax(-1).tolist()
+        while k < len(proposal) and proposal[k] == preds[k] and preds[k] not in stop_ids \
+                and len(out) < max_new_tokens:
+            out.append(proposal[k])
+            k += 1
+        return k, preds[k]
+    choice = pick(rows[0])
+    while k < len(proposal) and proposal[k] == choice and choice not in stop_ids and len(out) < max_new_tokens:
+        out.append(choice)
+        chooser.accept(choice)
+        k += 1
+        choice = pick(rows[k]) if k < rows.shape[0] else choice
+    return k, choice
+
+
 @torch.inference_mode()
 def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids: set[int],
            draft: Sequence[int] | None = None, draft_variants: Sequence[Sequence[int]] = (),
-           chooser: Chooser | None = None) -> DecodeResult:
+           chooser: Chooser | None = None, first_proposal: int = 0) -> DecodeResult:
     """Greedy continuation of ``prefix_embeds`` (1, positions, hidden) with a transformers causal LM.
 
     ``draft_variants``: alternative tokenizations of one draft (e.g. with and without a leading space);
     the one that starts with the LLM's first greedy token is used, else the first.
+    ``first_proposal``: draft tokens that ride along in the prefill itself (the first variant's), for a
+    draft trusted to agree (a draft hint in the LLM's own words): when it does, the prefill alone checks
+    them and one pass is saved; when it does not, the pass costs what the prefill cost anyway, plus them.
     """
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    # Only the last position's logits are needed after the prefill (a 150k vocabulary makes the rest costly).
-    logits = model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
-    passes = 1
     pick = chooser.choose if chooser is not None else (lambda row: int(row.argmax()))
-    nxt = pick(logits[0, -1])
-    out: list[int] = []
     variants = [list(v) for v in draft_variants if v] or ([list(draft)] if draft else [[]])
-    draft = next((v for v in variants if v and v[0] == nxt), variants[0])
-    anchor = 0
+    out: list[int] = []
     accepted_total = 0
-    span = FIRST_PROPOSAL
+    anchor = 0
+    early = variants[0][: min(first_proposal, MAX_PROPOSAL, max_new_tokens)]
     device = prefix_embeds.device
+    if early:
+        embeds = torch.cat([prefix_embeds, model.get_input_embeddings()(torch.tensor([early], device=device))
+                            .to(prefix_embeds.dtype)], 1)
+        # Only the rows that predict the proposed tokens and the one after them are needed.
+        rows = model(inputs_embeds=embeds, past_key_values=cache, use_cache=True,
+                     logits_to_keep=len(early) + 1).logits[0]
+        k, nxt = _verify(rows, early, out, pick, chooser, stop_ids, max_new_tokens)
+        if k < len(early):
+            cache.crop(-(len(early) - k))
+        # nothing accepted: the LLM may start like another variant (a leading space), as below
+        draft = variants[0] if k else next((v for v in variants if v and v[0] == nxt), variants[0])
+        accepted_total = anchor = k
+        if len(out) >= max_new_tokens:
+            return DecodeResult(out, 1, "max_tokens", len(draft), accepted_total)
+    else:
+        # Only the last position's logits are needed after the prefill (a 150k vocabulary makes the rest costly).
+        logits = model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        nxt = pick(logits[0, -1])
+        draft = next((v for v in variants if v and v[0] == nxt), variants[0])
+    passes = 1
+    span = FIRST_PROPOSAL
     while True:
         if nxt in stop_ids:
             return DecodeResult(out, passes, "stop", len(draft), accepted_total)
@@ -101,22 +144,7 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
         ids = torch.tensor([[nxt, *proposal]], device=device)
         logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0]
         passes += 1
-        k = 0
-        if chooser is None:
-            preds = logits.argmax(-1).tolist()  # preds[i]: greedy token after nxt + proposal[:i]
-            while k < len(proposal) and proposal[k] == preds[k] and preds[k] not in stop_ids \
-                    and len(out) < max_new_tokens:
-                out.append(proposal[k])
-                k += 1
-            choice = preds[k]
-        else:  # the chooser's pick depends on the prefix: check the proposal one position at a time
-            choice = chooser.choose(logits[0])
-            while k < len(proposal) and proposal[k] == choice and choice not in stop_ids \
-                    and len(out) < max_new_tokens:
-                out.append(choice)
-                chooser.accept(choice)
-                k += 1
-                choice = chooser.choose(logits[k]) if k < logits.shape[0] else choice
+        k, choice = _verify(logits, proposal, out, pick, chooser, stop_ids, max_new_tokens)
         if proposal:
             accepted_total += k
             anchor = start + k if k else anchor

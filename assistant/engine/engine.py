@@ -20,7 +20,7 @@ from assistant.bundle import Bundle, load_bundle
 from assistant.engine.bridge import bridge_ctc_logits, run_bridge
 from assistant.engine.joint import joint_chooser
 from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_config
-from assistant.engine.decode import DecodeResult, decode
+from assistant.engine.decode import FIRST_PROPOSAL, MAX_PROPOSAL, DecodeResult, decode
 from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
 from assistant.engine.llm import CausalLM
 from assistant.errors import BridgeMismatchError, ModelFilesError
@@ -156,6 +156,7 @@ class Engine:
         prefix = self.llm.speech_prefix(speech)
         use_draft = self.speculative if speculative is None else (speculative and self.encoder.has_ctc)
         variants: list[list[int]] = []
+        early = 0
         # a personal CTC head (bridge) hears what the personalized bridge hears: it drafts and scores
         ctc_logits = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits) \
             if (use_draft or self.ctc_weight > 0) else None
@@ -164,6 +165,8 @@ class Engine:
             merged = hint.draft(ctc_text) if hint is not None else None
             variants = self.llm.draft_variants(merged[1], prefix=merged[0]) if merged else \
                 self.llm.draft_variants(ctc_text)
+            # a draft that starts in the LLM's own words rides along in the prefill (decode.py)
+            early = MAX_PROPOSAL if merged else FIRST_PROPOSAL
         chooser = None
         if self.ctc_weight > 0 and ctc_logits is not None:
             chooser = joint_chooser(torch.log_softmax(ctc_logits.float(), -1), self.encoder.blank_id,
@@ -171,7 +174,8 @@ class Engine:
                                     self.ctc_weight, lexicon=bridge.config.lexicon,
                                     lexicon_bonus=bridge.config.lexicon_bonus)
         result = decode(self.llm.model, prefix, max_new_tokens=self.llm.transcript_budget(duration_s),
-                        stop_ids=self.llm.transcript_stop_ids, draft_variants=variants, chooser=chooser)
+                        stop_ids=self.llm.transcript_stop_ids, draft_variants=variants, chooser=chooser,
+                        first_proposal=early)
         text = self.llm.decode_text(result.token_ids)
         return text, result, t1 - t0, time.perf_counter() - t1
 

@@ -9,7 +9,7 @@ each candidate; ``(1 - w) * log p_llm + w * ctc_delta`` decides. Where the CTC h
 
 The prefix probabilities follow the standard CTC forward recursion over all frames, but each
 candidate's recursion is linear in its previous values, so it is computed in closed form with
-``logcumsumexp`` over time, for all candidates at once (no Python loop over frames).
+a cumulative log-sum-exp over time (``np.logaddexp.accumulate``), for all candidates at once (no Python loop over frames).
 
 Candidates are the LLM's top ``TOP_K`` tokens and the stop tokens. An LLM token maps to CTC labels by
 its text (lower case, a space -> the word delimiter, other characters skipped); a token with no CTC
@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from assistant.engine.lexicon import LexiconBias
@@ -31,56 +32,61 @@ NEG = -math.inf
 
 
 class CtcPrefixScorer:
-    """Prefix probabilities of label sequences under one utterance's CTC log-probabilities."""
+    """Prefix probabilities of label sequences under one utterance's CTC log-probabilities.
+
+    numpy float64 on the CPU: a transcript extends its prefix once per token, each time with a handful of
+    small vector operations over the frames, where torch's per-operation overhead was most of the cost.
+    """
 
     def __init__(self, log_probs: torch.Tensor, blank_id: int) -> None:
-        self.lp = log_probs.detach().to("cpu", torch.float64)  # (T, V)
+        self.lp = log_probs.detach().to("cpu", torch.float64).numpy()  # (T, V)
         self.blank = blank_id
         self.T = int(self.lp.shape[0])
-        self.B = torch.cumsum(self.lp[:, blank_id], 0)  # log prod of blank probs up to t
+        self.B = np.cumsum(self.lp[:, blank_id])  # log prod of blank probs up to t
         # the empty prefix: no label yet, all blank so far
-        self.rn = torch.full((self.T,), NEG, dtype=torch.float64)
-        self.rb = self.B.clone()
+        self.rn = np.full(self.T, NEG)
+        self.rb = self.B.copy()
         self.last = -1
         self.psi = 0.0
 
     def end_score(self) -> float:
         """log P(the whole utterance is exactly the current prefix) - log P(prefix...)."""
-        return float(torch.logaddexp(self.rn[-1], self.rb[-1])) - self.psi
+        return float(np.logaddexp(self.rn[-1], self.rb[-1])) - self.psi
 
-    def extend(self, rn: torch.Tensor, rb: torch.Tensor, last: torch.Tensor, empty: torch.Tensor,
-               labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def extend(self, rn: np.ndarray, rb: np.ndarray, last: np.ndarray, empty: np.ndarray,
+               labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """States (K, T) of K prefixes extended by one label each -> new rn, rb (K, T) and log psi (K,)."""
-        y = self.lp[:, labels].t()  # (K, T)
-        L = torch.cumsum(y, 1)
-        phi = torch.where((labels != last)[:, None], torch.logaddexp(rb, rn), rb)
-        init = torch.where(empty, y[:, 0], torch.full_like(y[:, 0], NEG))
-        rn_h = torch.empty_like(y)
+        y = self.lp[:, labels].T  # (K, T)
+        L = np.cumsum(y, 1)
+        phi = np.where((labels != last)[:, None], np.logaddexp(rb, rn), rb)
+        init = np.where(empty, y[:, 0], NEG)
+        rn_h = np.empty_like(y)
         rn_h[:, 0] = init
-        psi_terms = [init[:, None]]
+        rb_h = np.full_like(y, NEG)
         if self.T > 1:
-            acc = torch.logcumsumexp(phi[:, :-1] - L[:, :-1], 1)
-            rn_h[:, 1:] = torch.logaddexp(init[:, None] + L[:, 1:] - L[:, :1], L[:, 1:] + acc)
-            psi_terms.append(phi[:, :-1] + y[:, 1:])
-        psi = torch.logsumexp(torch.cat(psi_terms, 1), 1)
-        rb_h = torch.full_like(y, NEG)
-        if self.T > 1:
-            rb_h[:, 1:] = self.B[None, 1:] + torch.logcumsumexp(rn_h[:, :-1] - self.B[None, :-1], 1)
+            with np.errstate(invalid="ignore"):  # -inf - -inf where a prefix cannot be there yet
+                acc = np.logaddexp.accumulate(np.nan_to_num(phi[:, :-1] - L[:, :-1], nan=NEG), 1)
+            rn_h[:, 1:] = np.logaddexp(init[:, None] + L[:, 1:] - L[:, :1], L[:, 1:] + acc)
+            terms = np.concatenate([init[:, None], phi[:, :-1] + y[:, 1:]], 1)
+            rb_h[:, 1:] = self.B[None, 1:] + np.logaddexp.accumulate(rn_h[:, :-1] - self.B[None, :-1], 1)
+        else:
+            terms = init[:, None]
+        psi = np.logaddexp.reduce(terms, 1)
         return rn_h, rb_h, psi
 
     def score(self, label_seqs: Sequence[Sequence[int]]) -> tuple[list[float], list[tuple]]:
         """CTC score increments of extending the current prefix by each label sequence, and the states
         they lead to (for ``advance``). Sequences may differ in length; an empty one stays put."""
         k = len(label_seqs)
-        rn = self.rn.expand(k, -1).clone()
-        rb = self.rb.expand(k, -1).clone()
-        last = torch.full((k,), self.last, dtype=torch.long)
-        psi = torch.full((k,), self.psi, dtype=torch.float64)
-        empty = torch.full((k,), self.last == -1, dtype=torch.bool)
+        rn = np.repeat(self.rn[None], k, 0)
+        rb = np.repeat(self.rb[None], k, 0)
+        last = np.full(k, self.last, dtype=np.int64)
+        psi = np.full(k, self.psi)
+        empty = np.full(k, self.last == -1)
         longest = max((len(s) for s in label_seqs), default=0)
         for j in range(longest):
-            rows = torch.tensor([i for i, s in enumerate(label_seqs) if len(s) > j], dtype=torch.long)
-            labels = torch.tensor([label_seqs[i][j] for i in rows.tolist()], dtype=torch.long)
+            rows = np.array([i for i, s in enumerate(label_seqs) if len(s) > j], dtype=np.int64)
+            labels = np.array([label_seqs[i][j] for i in rows], dtype=np.int64)
             n_rn, n_rb, n_psi = self.extend(rn[rows], rb[rows], last[rows], empty[rows], labels)
             rn[rows], rb[rows], psi[rows], last[rows] = n_rn, n_rb, n_psi, labels
             empty[rows] = False
