@@ -7,7 +7,11 @@ Feed it 16 kHz mono int16 PCM, get events back:
 - ``SpeechEnded(segment)`` when an utterance is complete: ``hangover_ms`` of unvoiced frames
   (reason ``"silence"``), ``max_utterance_s`` reached (``"max_length"``) or end of stream (``"flush"``);
 - ``SegmentDropped(duration_s)`` instead of ``SpeechEnded`` when the speech was shorter than
-  ``min_utterance_s``.
+  ``min_utterance_s``;
+- ``SpeechPaused(samples)`` halfway through the hangover (``hangover_ms / 2`` of unvoiced frames), for an
+  utterance long enough to be kept: if the silence holds, the ``SpeechEnded`` segment will be exactly
+  the first ``samples`` samples of the utterance's audio. The rest of the hangover is time a consumer
+  can spend transcribing that audio before the end is certain (the daemon does: services/live.py).
 
 Segment audio = up to ``preroll_ms`` before the onset (so soft word starts the VAD missed are kept)
 + the speech + trailing silence trimmed to about ``hangover_ms / 2`` (the whole hangover would hand the
@@ -73,7 +77,13 @@ class SegmentDropped:
     reason: str = "too_short"
 
 
-VadEvent = Union[SpeechStarted, SpeechEnded, SegmentDropped]
+@dataclass(frozen=True)
+class SpeechPaused:
+    samples: int  # the utterance's audio so far (pre-roll included): its segment if the silence holds
+    at_s: float  # stream-clock time of the pause (the end of that audio)
+
+
+VadEvent = Union[SpeechStarted, SpeechEnded, SegmentDropped, SpeechPaused]
 
 
 class VadSegmenter:
@@ -202,6 +212,10 @@ class VadSegmenter:
             if self._run >= self._hangover_frames:
                 self._finish("silence", events)
                 return
+            if self._run == self._tail_frames and \
+                    self._t(self._last_voiced + 1 - self._onset) >= self.config.min_utterance_s:
+                # _finish("silence") trims the unvoiced run to _tail_frames: the frames so far, exactly
+                events.append(SpeechPaused(len(self._seg) * self.frame_samples, self._t(index + 1)))
         self._check_max(events)
 
     def _check_max(self, events: list[VadEvent]) -> None:

@@ -4,9 +4,15 @@
 
 plain: at end of speech, encode the whole utterance, conv bridge, token-by-token greedy decoding.
 ours:  what the daemon does: the encoder ran on chunks while the user spoke (StreamingEncoder, the
-       daemon's engine.stream_chunk_s / stream_context_s unless --chunk-s / --context-s), so only the
-       tail is encoded at end of speech; the bundle's default bridge; joint CTC/LLM decoding with the
-       speculative CTC draft.
+       daemon's engine.stream_chunk_s / stream_context_s unless --chunk-s / --context-s), the
+       utterance so far was decoded after each chunk (a draft hint), and at the VAD's SpeechPaused
+       (halfway through its hangover) the whole turn of the audio so far was computed; the bundle's
+       default bridge; joint CTC/LLM decoding with the speculative CTC draft.
+End of speech is the VAD's decision (assistant/vad.py, the daemon's defaults), run on each sentence
+followed by silence; both pipelines transcribe the VAD's segment. ours s = what is left after that
+decision: the guess's compute time less the rest of the hangover (audio time) when the segment is the
+guessed audio, else the tail encoding and the final decode. "compute s" is the guess's compute time
+itself (what ours would take without the hangover), and c.ratio its ratio to plain.
 Also reported: the real-time factor of each stage (stage seconds / audio seconds), the time to the
 first response token after the transcript, the WER of both, and ours on the whole-utterance encoding
 (what streaming costs in accuracy).
@@ -57,10 +63,41 @@ def _decode(engine, enc, duration_s: float, bridge, speculative: bool, hint=None
         engine.ctc_weight = weight
 
 
+def vad_run(wave: np.ndarray, vad_config) -> dict:
+    """The daemon's VAD over 0.5 s of silence, the utterance and 1 s of silence (-55 dBFS noise throughout,
+    as from a quiet room: digital silence is no microphone's), in 30 ms frames: what it hands
+    the stream while the utterance is spoken, its pause guess and its segment, with stream-clock times."""
+    from assistant.audio import from_pcm16
+    from assistant.vad import SpeechEnded, SpeechPaused, SpeechStarted, VadSegmenter
+
+    x = np.concatenate([np.zeros(8000, np.float32), wave, np.zeros(16000, np.float32)])
+    x = x + np.random.default_rng(len(wave)).normal(0, 10 ** (-55 / 20), len(x)).astype(np.float32)  # a room's hiss
+    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    vad = VadSegmenter(vad_config)
+    blocks: list[tuple[float, bytes]] = []  # (clock, pcm handed to the stream) while the utterance is spoken
+    out: dict = {"pauses": []}
+    for off in range(0, len(pcm) - vad.frame_bytes + 1, vad.frame_bytes):
+        for e in vad(pcm[off:off + vad.frame_bytes]):
+            if isinstance(e, SpeechStarted) and "segment" not in out:
+                blocks = []
+            elif isinstance(e, SpeechPaused) and "segment" not in out:
+                out["pauses"].append((vad.clock_s, e.samples, len(blocks)))
+            elif isinstance(e, SpeechEnded) and "segment" not in out:
+                out["segment"] = from_pcm16(e.segment.pcm, max_duration_s=600, min_duration_s=0.01).samples
+                out["end_clock"] = vad.clock_s
+                out["blocks"] = blocks
+        if vad.active and "segment" not in out:
+            blocks.append((vad.clock_s, vad.take_new_pcm()))
+    if "segment" not in out:
+        raise RuntimeError("the VAD found no utterance in a benchmark sentence")
+    return out
+
+
 def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, context_s: float,
             hints: bool = True) -> dict:
     import torch
 
+    from assistant.config import VadConfig
     from assistant.engine.engine import Engine
     from assistant.engine.streaming import StreamingEncoder
     from assistant.metrics import wer
@@ -69,38 +106,56 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
     conv = engine.bridge if engine.bridge.kind == "conv" else \
         Engine.load_bridge_for(engine.bundle.bridge_dir("conv"), engine.encoder, engine.llm)
     ours_bridge = engine.bridge
-    stream = StreamingEncoder(engine.encoder, chunk_s=chunk_s, context_s=context_s)
+    vad_config = VadConfig()
     rows = []
     engine.run(utts[0][0])  # warm-up
     for wave, ref in utts:
-        dur = len(wave) / 16000
-        # plain: everything after end of speech
+        v = vad_run(wave, vad_config)
+        seg = v["segment"]
+        dur = len(seg) / 16000
+        # plain: everything after the VAD's end of speech
         t0 = time.perf_counter()
-        enc = engine.encode([wave])[0]
+        enc = engine.encode([seg])[0]
         enc_s = time.perf_counter() - t0
         plain_text, dec_s, plain_passes = _decode(engine, enc, dur, conv, speculative=False)
         plain_s = time.perf_counter() - t0
-        # ours: chunks encoded as audio arrives (30 ms blocks), and the utterance so far decoded after
-        # each chunk (the daemon's draft hint); only the tail and the final decode after end of speech
-        stream.reset()
-        during, hint, hinting = 0.0, None, hints
-        for i in range(0, len(wave), 480):
+        # ours, as the daemon (services/live.py): chunks encoded as the VAD hands the audio over, the
+        # utterance so far decoded after each chunk (a draft hint), and at each SpeechPaused the whole
+        # turn of the audio so far, in the rest of the hangover; the VAD's end takes it when it matches
+        stream = StreamingEncoder(engine.encoder, chunk_s=chunk_s, context_s=context_s)
+        during, hint, hinting, guess = 0.0, None, hints, None
+        pauses = {i: (clock, n) for clock, n, i in v["pauses"]}
+        for i, (_, block) in enumerate(v["blocks"]):
             t1 = time.perf_counter()
-            if stream.push(wave[i : i + 480]) and hinting:
+            chunks = stream.push(np.frombuffer(block, dtype="<i2").astype(np.float32) / 32768.0)
+            if i in pauses and len(stream.audio) >= pauses[i][1]:  # as LiveStream.step: the guess first
+                p_clock, n = pauses[i]
+                t2 = time.perf_counter()
+                audio = stream.audio[:n].copy()
+                turn = engine.run(audio, respond=False, stream=stream.fork(), hint=hint)
+                guess = (audio, turn, time.perf_counter() - t2, p_clock)
+                continue
+            if chunks and hinting:
                 t2 = time.perf_counter()
                 hint = engine.draft_hint(stream.partial(), bridge=ours_bridge)
                 hinting = time.perf_counter() - t2 <= 0.5 * chunk_s  # services/live.py's rule
             during += time.perf_counter() - t1
-        t0 = time.perf_counter()
-        enc_stream = stream.finish()
-        tail_s = time.perf_counter() - t0
-        ours_text, _, ours_passes = _decode(engine, enc_stream, dur, ours_bridge, speculative=engine.encoder.has_ctc,
-                                            hint=hint)
-        ours_s = time.perf_counter() - t0
+        matched = guess is not None and len(guess[0]) == len(seg) and np.array_equal(guess[0], seg)
+        if matched:
+            _, turn, compute_s, p_clock = guess
+            window_s = v["end_clock"] - p_clock  # audio time from the pause to the VAD's end
+            ours_s = max(0.0, compute_s - window_s)  # what the hangover left to do after the end
+        else:
+            t0 = time.perf_counter()
+            turn = engine.run(seg, respond=False, stream=stream, hint=hint)
+            compute_s = ours_s = time.perf_counter() - t0
+            window_s = 0.0
+        ours_text, ours_passes, tail_s = turn.transcript, turn.transcript_passes, turn.timings.encoder_s
         whole_text, _, _ = _decode(engine, enc, dur, ours_bridge, speculative=engine.encoder.has_ctc)
         engine.reset_history()
         _, first_s = _first_token(engine, ours_text)
-        rows.append({"dur": dur, "plain_s": plain_s, "ours_s": ours_s, "enc_rtf": enc_s / dur,
+        rows.append({"dur": dur, "plain_s": plain_s, "ours_s": ours_s, "compute_s": compute_s,
+                     "window_s": window_s, "matched": matched, "enc_rtf": enc_s / dur,
                      "dec_rtf": dec_s / dur, "stream_rtf": during / dur, "first_token_s": first_s,
                      "tail_s": tail_s, "plain_passes": plain_passes, "ours_passes": ours_passes, "ref": ref,
                      "plain": plain_text, "ours": ours_text, "whole": whole_text})
@@ -109,7 +164,12 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
     return {"bundle": engine.bundle.manifest.name, "is_noise": engine.bundle.manifest.is_noise,
             "ours_bridge": ours_bridge.kind, "n": len(rows), "audio_s_median": round(med("dur"), 2),
             "plain_s": round(med("plain_s"), 4), "ours_s": round(med("ours_s"), 4),
-            "ratio": round(med("ours_s") / med("plain_s"), 3), "ours_tail_encode_s": round(med("tail_s"), 4),
+            "ratio": round(med("ours_s") / med("plain_s"), 3),
+            "ours_compute_s": round(med("compute_s"), 4),
+            "compute_ratio": round(med("compute_s") / med("plain_s"), 3),
+            "pause_window_s": round(med("window_s"), 3),
+            "pause_guess_taken": sum(r["matched"] for r in rows),
+            "ours_tail_encode_s": round(med("tail_s"), 4),
             "chunk_s": chunk_s, "context_s": context_s, "hints": hints,
             "plain_passes": med("plain_passes"), "ours_passes": med("ours_passes"),
             "rtf": {"encoder": round(med("enc_rtf"), 4), "plain_decode": round(med("dec_rtf"), 4),
@@ -138,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", action="append", default=[])
     ap.add_argument("--preset-shaped", action="store_true", help="also random HuBERT-base + Qwen2.5-0.5B shapes")
     ap.add_argument("--n", type=int, default=10)
-    from assistant.config import EngineConfig
+    from assistant.config import EngineConfig, VadConfig
 
     ap.add_argument("--chunk-s", type=float, default=EngineConfig.stream_chunk_s)
     ap.add_argument("--context-s", type=float, default=EngineConfig.stream_context_s)
@@ -165,15 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     for b in bundles:
         print(f"==> {b}", file=sys.stderr, flush=True)
         results.append(measure(b, utts, args.chunk_s, args.context_s, hints=not args.no_hints))
-    print(f"end of speech -> transcript, median over {args.n} espeak-ng utterances (CPU, "
+    print(f"end of speech (the VAD's decision) -> transcript, median over {args.n} espeak-ng utterances (CPU, "
           f"{results[0]['threads']} threads; streaming chunks {args.chunk_s} s, context {args.context_s} s, "
-          f"draft hints {'off' if args.no_hints else 'on'})")
-    print(f"{'model set':<16}{'bridge':>7}{'plain s':>9}{'ours s':>9}{'ratio':>7}{'tail enc s':>11}{'enc RTF':>9}"
-          f"{'dec RTF':>9}{'passes':>9}{'1st tok s':>10}{'plain WER':>10}{'ours WER':>9}{'whole-enc WER':>14}")
+          f"draft hints {'off' if args.no_hints else 'on'}; hangover {VadConfig().hangover_ms} ms)")
+    print(f"{'model set':<16}{'bridge':>7}{'plain s':>9}{'ours s':>9}{'ratio':>7}{'compute s':>10}{'c.ratio':>8}"
+          f"{'guess':>6}{'tail enc s':>11}{'enc RTF':>9}{'dec RTF':>9}{'passes':>10}{'1st tok s':>10}"
+          f"{'plain WER':>10}{'ours WER':>9}{'whole-enc WER':>14}")
     for r in results:
         print(f"{r['bundle']:<16}{r['ours_bridge']:>7}{r['plain_s']:>9.3f}{r['ours_s']:>9.3f}{r['ratio']:>7.2f}"
+              f"{r['ours_compute_s']:>10.3f}{r['compute_ratio']:>8.2f}{str(r['pause_guess_taken']) + '/' + str(r['n']):>6}"
               f"{r['ours_tail_encode_s']:>11.3f}{r['rtf']['encoder']:>9.3f}{r['rtf']['plain_decode']:>9.3f}"
-              f"{str(r['plain_passes']) + '/' + str(r['ours_passes']):>9}"
+              f"{str(r['plain_passes']) + '/' + str(r['ours_passes']):>10}"
               f"{r['first_response_token_s']:>10.3f}{r['plain_wer']:>10.3f}{r['ours_wer']:>9.3f}"
               f"{r['ours_whole_encoding_wer']:>14.3f}")
     if args.json:

@@ -316,6 +316,14 @@ class Daemon:
         if live is not None and live.add_pcm16(pcm):
             self.worker.kick()
 
+    def stream_pause(self, source_name: str, samples: int) -> None:
+        """The VAD's SpeechPaused: the utterance may end with its first ``samples`` samples; the
+        inference thread transcribes that guess in the rest of the hangover (services/live.py)."""
+        live = self._live.get(source_name)
+        if live is not None:
+            live.pause(samples)
+            self.worker.kick()
+
     def stream_drop(self, source_name: str) -> None:
         live = self._live.pop(source_name, None)
         if live is not None:

@@ -7,6 +7,11 @@ source loop adds audio from the event-loop thread; the inference thread, when it
 urgent (API calls and finished utterances come first), encodes every completed chunk. The chunks are
 a cache, never the record: the utterance's stored audio is what ``Engine.run(stream=...)`` checks
 them against, and it encodes the whole utterance again when they do not match.
+
+Halfway through the VAD's hangover (``SpeechPaused``) the audio the utterance will have if the silence
+holds is known: the inference thread transcribes it right away (``pause``), in the half hangover left
+before the VAD is sure. When the utterance then ends with exactly that audio, on the same bridge, its
+turn is already done (``early_turn``); when speech resumed instead, the guess is dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ class LiveStream:
         self.hint = None  # assistant.engine.engine.DraftHint of the chunks so far
         self.hints = True  # off for the rest of the utterance when decoding cannot keep up with speech
         self.closed = False  # the utterance ended or was dropped: no more chunk work
+        self._pause_at = 0  # samples: the utterance's audio if the pause the VAD saw becomes its end
+        self._guessed_at = 0  # the pause already transcribed
+        self.early = None  # (audio, Turn, time.time() when done): the transcript of that guess
 
     def add_pcm16(self, pcm: bytes) -> bool:
         """Append 16 kHz mono int16 audio (any thread); True when a whole chunk waits to be encoded."""
@@ -45,12 +53,29 @@ class LiveStream:
             self._added += len(x)
         return self.ready()
 
+    def pause(self, samples: int) -> None:
+        """The VAD's SpeechPaused (any thread): transcribe the first ``samples`` samples as the utterance."""
+        with self._lock:
+            self._pause_at = samples
+
     def ready(self) -> bool:
-        return not self.closed and self._added - self._encoded >= self._chunk
+        if self.closed:
+            return False
+        return self._added - self._encoded >= self._chunk or \
+            (self._pause_at != self._guessed_at and self._added >= self._pause_at)
+
+    def early_turn(self, samples: np.ndarray, bridge_version: str):
+        """The Turn transcribed at the pause, if the utterance ended there (same audio, same bridge)."""
+        if self.early is None:
+            return None
+        audio, turn, _ = self.early
+        if turn.bridge_version != bridge_version or len(audio) != len(samples) or not np.array_equal(audio, samples):
+            return None
+        return turn
 
     def step(self, engine) -> int:
-        """Inference thread: encode every completed chunk, then decode the utterance so far; returns
-        the number of chunks encoded."""
+        """Inference thread: encode every completed chunk, then transcribe the pause's guess if one
+        waits, else decode the utterance so far into a hint; returns the number of chunks encoded."""
         from assistant.engine.streaming import StreamingEncoder
 
         if self.encoder is None:
@@ -59,7 +84,15 @@ class LiveStream:
             pending, self._pending = self._pending, []
         n = self.encoder.push(np.concatenate(pending)) if pending else 0
         self._encoded = self.encoder.samples_encoded
-        if n and self.hints and not self.closed:
+        with self._lock:
+            target = self._pause_at if self._pause_at != self._guessed_at else 0
+        if target and len(self.encoder.audio) >= target and not self.closed:
+            # the end the VAD may be about to confirm: the whole turn now, on a fork of the chunks
+            self._guessed_at = target
+            audio = self.encoder.audio[:target].copy()
+            turn = engine.run(audio, respond=False, stream=self.encoder.fork(), hint=self.hint)
+            self.early = (audio, turn, time.time())
+        elif n and self.hints and not self.closed:
             t0 = time.perf_counter()
             self.hint = engine.draft_hint(self.encoder.partial())
             spent = time.perf_counter() - t0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from assistant.vad import SegmentDropped, SpeechEnded, SpeechStarted, VadSegmenter
+from assistant.vad import SegmentDropped, SpeechEnded, SpeechPaused, SpeechStarted, VadSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ async def _handle(daemon, event, source_name: str) -> None:
         daemon.touch()
         daemon.stream_begin(source_name)
         daemon.bus.publish("utterance_started", source=source_name, at_s=event.at_s)
+    elif isinstance(event, SpeechPaused):
+        daemon.stream_pause(source_name, event.samples)
     elif isinstance(event, SpeechEnded):
         await daemon.handle_segment(event.segment, source_name)
     elif isinstance(event, SegmentDropped):

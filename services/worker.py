@@ -235,7 +235,11 @@ class InferenceWorker:
             with self.store.session() as s:
                 repo.mark_processing(s, utterance_id=uid)
             live, hint = (job.stream.encoder, job.stream.hint) if job.stream is not None else (None, None)
-            turn = engine.run(job.samples, respond=False, stream=live, hint=hint)
+            # transcribed during the VAD's hangover, when the utterance ended where the pause said
+            turn = job.stream.early_turn(job.samples, engine.bridge.version) if job.stream is not None else None
+            early_by = time.time() - job.stream.early[2] if turn is not None else None
+            if turn is None:
+                turn = engine.run(job.samples, respond=False, stream=live, hint=hint)
             self._publish("transcript", utterance_id=uid, transcript=turn.transcript,
                           bridge_version=turn.bridge_version)
             if job.respond is None:
@@ -247,6 +251,8 @@ class InferenceWorker:
                        "transcript_s": turn.timings.transcript_s, "response_s": response_s}
             if turn.streamed_audio_s:  # encoded while spoken: encoder_s is the tail's time only
                 timings["streamed_audio_s"] = round(turn.streamed_audio_s, 3)
+            if early_by is not None:  # how long the transcript had been ready when the utterance reached inference
+                timings["early_by_s"] = round(early_by, 3)
             enc_path = frames = None
             if self.cache_encoded and turn.encoded is not None:
                 try:

@@ -55,6 +55,8 @@ def test_serve_records_from_the_virtual_microphone(pulse_server, tiny_bundle, tm
             assert isinstance(u["transcript"], str) and u["activation"] == "responded"
             # spoken in real time: its first chunks were encoded before it ended (services/live.py)
             assert u["timings"].get("streamed_audio_s", 0) >= 0.5, u["timings"]
+            # and transcribed at the VAD's pause, before its end was certain (SpeechPaused)
+            assert u["timings"].get("early_by_s", -1) >= 0, u["timings"]
             audio = c.get(f"/v1/utterances/{u['id']}/audio")
             x, rate = sf.read(__import__("io").BytesIO(audio.content))
             assert rate == 16000 and np.sqrt(np.mean(x ** 2)) > 0.01  # real speech, not silence

@@ -77,7 +77,9 @@ def test_worker_encodes_chunks_during_speech_and_only_the_tail_at_the_end(store,
         for i in range(0, len(pcm), 480):  # 30 ms blocks, as the source loop hands them over
             if live.add_pcm16(pcm[i:i + 480].tobytes()):
                 w.kick()
-        _wait(lambda: live.encoder is not None and live.encoder.samples_encoded == 3 * 8000)
+        # every chunk encoded, and the utterance so far decoded into a draft hint
+        _wait(lambda: live.encoder is not None and live.encoder.samples_encoded == 3 * 8000
+              and (live.hint is not None or not tiny_engine.speculative))
         w.close_stream(live)
         calls = live.encoder.encode_calls
         with store.session() as s:
@@ -124,3 +126,51 @@ def test_a_draft_hint_changes_passes_never_the_transcript(tiny_engine):
     for h in (hint, DraftHint("a b c d", "a b c d")):
         text, _, _, _ = tiny_engine.transcribe_encoded(enc, 2.2, hint=h)
         assert text == plain
+
+
+def _live_with(w, pcm: np.ndarray, pause_at: int) -> LiveStream:
+    live = LiveStream(chunk_s=0.5, context_s=0.5)
+    w.open_stream(live)
+    for i in range(0, len(pcm), 480):
+        if live.add_pcm16(pcm[i:i + 480].tobytes()):
+            w.kick()
+    live.pause(pause_at)
+    w.kick()
+    _wait(lambda: live.early is not None)
+    w.close_stream(live)
+    return live
+
+
+@pytest.mark.parametrize("ends_at_the_pause", [True, False])
+def test_the_pause_guess_is_the_turn_only_when_the_utterance_ends_there(store, tiny_engine, tmp_path,
+                                                                          ends_at_the_pause):
+    """SpeechPaused: the worker transcribes the guessed utterance before its end is certain; at the end
+    that turn is taken as it is when the audio is the same, and recomputed when speech went on."""
+    w = make_worker(store, tiny_engine, tmp_path)
+    try:
+        wave = noise_wave(2.0, 7)
+        pcm = (np.clip(wave, -1, 1) * 32767).astype("<i2")
+        samples = pcm.astype(np.float32) / 32768.0
+        pause_at = int(1.4 * 16000) if ends_at_the_pause else int(1.1 * 16000)
+        final = samples[: int(1.4 * 16000)]  # the VAD's segment
+        live = _live_with(w, pcm, pause_at)
+        guessed = live.early[1]
+        assert len(live.early[0]) == pause_at
+        calls = live.encoder.encode_calls
+        with store.session() as s:
+            uid = repo.record_utterance(s, data_dir=tmp_path / "data", samples=final, source="mic").id
+        w.submit(UtteranceJob(uid, final, "mic", time.time(), stream=live))
+        settle(store, 1)
+        with store.session() as s:
+            u = repo.get_utterance(s, utterance_id=uid)
+            timings, transcript = dict(u.timings), u.transcript
+        # what the end alone gives from the same chunks (chunked encoding differs from whole encoding)
+        want = tiny_engine.run(final, respond=False, stream=pushed(tiny_engine.encoder, final)).transcript
+        assert transcript == want  # the same transcript either way
+        if ends_at_the_pause:
+            assert guessed.transcript == want and "early_by_s" in timings
+            assert live.encoder.encode_calls == calls  # nothing encoded after the end
+        else:
+            assert "early_by_s" not in timings and live.encoder.encode_calls > calls
+    finally:
+        assert w.stop(60)

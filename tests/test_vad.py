@@ -9,7 +9,7 @@ import pytest
 
 from assistant.audio import load_audio
 from assistant.config import VadConfig
-from assistant.vad import SegmentDropped, SpeechEnded, SpeechStarted, VadSegmenter
+from assistant.vad import SegmentDropped, SpeechEnded, SpeechPaused, SpeechStarted, VadSegmenter
 from speech import espeak_wav, silence, speech_bounds, to_pcm16, with_noise
 
 SENTENCE_A = "Please turn on the kitchen light and set a timer for ten minutes"
@@ -190,3 +190,34 @@ def test_take_new_pcm_hands_out_each_segment_as_it_grows(two_sentences):
     assert len(finished) == 2
     for segment, streamed in finished:
         assert streamed.startswith(segment.pcm) and len(streamed) - len(segment.pcm) < 16000 * 2
+
+
+@pytest.mark.parametrize("frame_ms", [10, 30])
+def test_speech_paused_announces_the_segment_before_the_hangover_ends(two_sentences, frame_ms):
+    """Halfway through the hangover the VAD says which audio the segment will be if the silence holds:
+    the daemon transcribes it in the remaining half (services/live.py)."""
+    pcm, _ = two_sentences
+    cfg = VadConfig(frame_ms=frame_ms)
+    seg = VadSegmenter(cfg)
+    timed = []  # (stream clock when the event came, event)
+    for off in range(0, len(pcm) - seg.frame_bytes + 1, seg.frame_bytes):
+        timed += [(seg.clock_s, e) for e in seg(pcm[off:off + seg.frame_bytes])]
+    ends = [(t, e.segment) for t, e in timed if isinstance(e, SpeechEnded)]
+    assert len(ends) == 2
+    for end_clock, segment in ends:
+        pauses = [(t, e) for t, e in timed if isinstance(e, SpeechPaused) and t <= end_clock]
+        t_pause, last = pauses[-1]  # earlier pauses (inside the sentence) were followed by more speech
+        assert last.samples * 2 == len(segment.pcm)
+        assert last.at_s == pytest.approx(segment.ended_at) == pytest.approx(t_pause)
+        # the end is decided the rest of the hangover later: the time the pause gives
+        assert end_clock - t_pause == pytest.approx(cfg.hangover_ms / 2000, abs=frame_ms / 1000 + 1e-9)
+
+
+def test_no_pause_for_a_sound_too_short_to_keep():
+    cfg = VadConfig(min_utterance_s=0.5)
+    seg = VadSegmenter(cfg)
+    rng = np.random.default_rng(0)
+    burst = np.sin(2 * np.pi * 220 * np.arange(4800) / 16000) * 0.5 + rng.normal(0, 0.01, 4800)  # 0.3 s
+    pcm = to_pcm16(np.concatenate([silence(1.0), burst, silence(1.5)]).astype(np.float32))
+    events = seg.feed(pcm) + seg.flush()
+    assert not any(isinstance(e, SpeechPaused) for e in events)

@@ -8,6 +8,8 @@ accuracy: bench/latency.py measures both the time saved and the WER cost against
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -45,6 +47,18 @@ class StreamingEncoder:
             self._logits.append(out.ctc_logits[skip:])
         self._ends.append(end)
         self._done = end
+
+    def fork(self) -> "StreamingEncoder":
+        """A copy that can finish on its own (a guess at the utterance's end) while this one goes on:
+        the encoded chunks are shared, never changed in place, so the copy is cheap."""
+        twin = copy.copy(self)
+        twin._feats, twin._logits, twin._ends = list(self._feats), list(self._logits), list(self._ends)
+        return twin
+
+    @property
+    def audio(self) -> np.ndarray:
+        """All audio pushed so far (16 kHz mono float32)."""
+        return self._audio
 
     @property
     def samples_encoded(self) -> int:
