@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", type=int, default=None, metavar="N",
                     help="perturbed copies of the training audio for the encoder and bridges (bench/demo/augment.py; "
                          "default 0: the shipped bundle was built without)")
+    ap.add_argument("--pad-s", type=float, default=0.5, metavar="S",
+                    help="up to S seconds of room noise before and after each training clip, as the daemon's "
+                         "VAD segments have (bench/demo/augment.room_padded; 0: the clips as espeak-ng made them)")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     timer = Timer()
@@ -71,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     for part in reuse:
         shutil.copytree(out / part, tmp / part)
 
-    enc_r, lm_r, br_r = encoder_train.EncoderRecipe(seed=args.seed), lm_train.LMRecipe(seed=args.seed), \
-        bridge_train.BridgeRecipe(seed=args.seed)
+    enc_r, lm_r, br_r = encoder_train.EncoderRecipe(seed=args.seed, pad_s=args.pad_s), \
+        lm_train.LMRecipe(seed=args.seed), bridge_train.BridgeRecipe(seed=args.seed)
     sizes = corpora.QUICK if args.quick else corpora.FULL
     if args.quick:
         enc_r, lm_r, br_r = replace(enc_r, steps=60), replace(lm_r, steps=40), replace(br_r, steps=20)
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     # features are what lets a new user's voice be learned later (bench/demo/augment.py).
     train_waves = train_waves + timer.run("augment", augment.augmented_copies, train_waves,
                                           enc_r.augment_copies, args.seed)
+    # every clip (and copy) framed by a little room noise, as the daemon's VAD segments are
+    train_waves = [augment.room_padded(w, args.seed, i, enc_r.pad_s) for i, w in enumerate(train_waves)]
     texts = [r["text"] for r in train_rows] * (1 + enc_r.augment_copies)
     if "encoder" in reuse:
         dev_cer = old_build.get("encoder_dev_cer", float("nan"))
@@ -158,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         res.pop("hyps")
         metrics[name] = res
         log(f"{name}: WER {res['wer']:.3f} {res['wer_ci95']} CER {res['cer']:.3f} (n={res['n']})")
+        if name in ("test-seen", "test-heldout"):  # the same clips as the daemon's VAD frames them
+            waves = [augment.vad_framed(w, i) for i, w in enumerate(assemble.load_waves(rows))]
+            res = timer.run(f"evaluate on {name}-vad", assemble.evaluate, engine, rows, waves)
+            res.pop("hyps")
+            metrics[f"{name}-vad"] = res
+            log(f"{name}-vad: WER {res['wer']:.3f} {res['wer_ci95']} CER {res['cer']:.3f} (n={res['n']})")
     if "regression" in sets:
         rows = sets["regression"]
         timer.run("regression set", assemble.save_regression, tmp, engine, rows, assemble.load_waves(rows))
@@ -166,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
 
     build = {"command": "python -m bench.demo.build" + (" --quick" if args.quick else "") +
              (f" --reuse {args.reuse}" if reuse else "") +
-             (f" --augment {args.augment}" if args.augment is not None else ""), "seed": args.seed, "encoder_dev_cer": round(dev_cer, 4),
+             (f" --augment {args.augment}" if args.augment is not None else "") +
+             (f" --pad-s {args.pad_s}" if args.pad_s != 0.5 else ""), "seed": args.seed, "encoder_dev_cer": round(dev_cer, 4),
              "reused": {p: old_build.get("built_at") for p in sorted(reuse)},
              "recipes": {"encoder": asdict(enc_r), "llm": asdict(lm_r), "bridge": asdict(br_r)},
              "corpus": {k: len(v) for k, v in {"train": train_rows, "dev": dev_rows, **sets}.items()},

@@ -33,6 +33,7 @@ class EncoderRecipe:
     max_frames: int = 2400  # padded frames per batch (~16 utterances): more, smaller steps learn faster here
     weight_decay: float = 0.01
     augment_copies: int = 0  # perturbed copies of the training set (bench/demo/augment.py, --augment N)
+    pad_s: float = 0.0  # up to this much room noise before and after each training clip (augment.room_padded)
     seed: int = 0
 
 
