@@ -66,6 +66,10 @@ class PromptFormat:
     # Joint CTC/LLM transcript decoding (engine/joint.py): the CTC prefix score's weight, 0 = the LLM
     # alone. Chosen on the bundle's dev set when it is built (a small LLM needs the CTC's spelling).
     joint_ctc_weight: float = 0.0
+    # Response decoding: a bonus per character while a reply word is being copied from the request
+    # (engine/lexicon.py's bias, the request's words as the lexicon), 0 = the LLM alone. A small LLM
+    # otherwise rewrites the numbers and names it should repeat ("five minutes" -> "fifteen minutes").
+    response_copy_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         if self.response not in ("chat", "plain"):
@@ -76,6 +80,9 @@ class PromptFormat:
             )
         if not 0.0 <= self.joint_ctc_weight < 1.0:
             raise ModelFilesError(f"manifest prompt.joint_ctc_weight is {self.joint_ctc_weight}; allowed: 0 <= w < 1")
+        if not 0.0 <= self.response_copy_bonus <= 10.0:
+            raise ModelFilesError(f"manifest prompt.response_copy_bonus is {self.response_copy_bonus}; "
+                                  "allowed: 0 <= bonus <= 10")
         if "{transcript}" not in self.plain_template:
             raise ModelFilesError("manifest prompt.plain_template must contain '{transcript}'")
         if self.transcript_tokens_per_s <= 0 or self.response_max_new_tokens < 1 or self.history_turns < 0:

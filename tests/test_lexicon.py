@@ -8,7 +8,7 @@ import torch
 from assistant.alignment.lexicon import personal_lexicon, with_lexicon
 from assistant.engine.checkpoint import load_bridge, save_bridge
 from assistant.engine.joint import CtcPrefixScorer, JointChooser, TokenLabels
-from assistant.engine.lexicon import LexiconBias
+from assistant.engine.lexicon import BiasChooser, LexiconBias, request_words
 
 from test_joint import BLANK, Chars, ctc_saying, run
 
@@ -23,6 +23,51 @@ def test_a_lexicon_word_keeps_its_bonus_a_mere_prefix_gives_it_back():
     assert lex.walk("b", ("", True))[1] == 0.0  # not a prefix: no bonus at all
     lex.accept("ca")
     assert lex.adjust("b") == pytest.approx(1.0) and lex.adjust(" ") == pytest.approx(-2.0)
+
+
+def test_punctuation_ends_a_word_like_a_space():
+    lex = LexiconBias(["five"], 1.0)
+    assert lex.walk("five.", ("", True))[1] == pytest.approx(4.0)  # "Timer set for five." keeps it
+    assert lex.walk("fift.", ("", True))[1] == pytest.approx(0.0)
+
+
+def test_request_words_are_what_a_reply_may_repeat():
+    assert request_words("Set a timer for five minutes, please!") == ["set", "timer", "for", "five", "minutes",
+                                                                      "please"]
+
+
+def test_the_reply_bias_keeps_the_requests_number():
+    """A reply that starts to rewrite a word of the request ("fi" -> "fifteen") is held to it ("five")."""
+    letters = "abcdefghijklmnopqrstuvwxyz ."
+    text = lambda i: "" if i == 0 else letters[i - 1]  # noqa: E731  (id 0: stop)
+
+    def llm(out: str) -> torch.Tensor:  # wants "fifteen." but finds "five" nearly as likely
+        x = torch.zeros(len(letters) + 1)
+        nxt = {"fi": "fv", "fiv": "e"}.get(out)
+        if out == "fifteen." or out == "five.":
+            x[0] = 3.0
+        elif nxt:  # first choice, then the runner-up
+            x[1 + letters.index(nxt[0])] = 2.0
+            if len(nxt) > 1:
+                x[1 + letters.index(nxt[1])] = 1.5
+        else:
+            target = "fifteen." if out.startswith("fif") else "five."
+            x[1 + letters.index(target[len(out)])] = 3.0
+        return x
+
+    def reply(bonus: float) -> str:
+        ch = BiasChooser(LexiconBias(request_words("set a timer for five minutes"), bonus), text, {0}, top_k=8)
+        out = ""
+        for _ in range(12):
+            t = ch.choose(llm(out))
+            if t == 0:
+                break
+            out += text(t)
+            ch.accept(t)
+        return out
+
+    assert reply(0.0) == "fifteen."  # the LLM alone
+    assert reply(1.0) == "five."
 
 
 def test_personal_lexicon_keeps_the_users_words_that_generic_speech_never_uses():
@@ -75,3 +120,25 @@ def test_a_bridge_saves_and_loads_its_lexicon(tiny_engine, tmp_path):
                       ctc_blank_id=tiny_engine.encoder.blank_id if tiny_engine.encoder.has_ctc else None)
     assert got.config.lexicon == ("barnaby", "ullapool") and got.config.lexicon_bonus == 0.5
     assert with_lexicon(tiny_engine.bridge, (), 1.0) is tiny_engine.bridge
+
+
+def test_engine_replies_with_the_bias_set_in_the_bundle_prompt(tiny_engine):
+    import dataclasses
+
+    from assistant.engine.decode import decode
+
+    prompt = tiny_engine.llm.prompt
+    try:
+        tiny_engine.llm.prompt = dataclasses.replace(prompt, response_copy_bonus=10.0)
+        tiny_engine.reset_history()
+        biased, _ = tiny_engine.respond_text("call barnaby")
+        tiny_engine.llm.prompt = prompt
+        ids = tiny_engine.llm.response_ids("call barnaby", [])
+        plain = decode(tiny_engine.llm.model, tiny_engine.llm.embed_ids(ids), stop_ids=tiny_engine.llm.response_stop_ids,
+                       max_new_tokens=prompt.response_max_new_tokens)
+        # random weights: the LLM alone writes noise; a huge bonus makes it spell the request's words
+        assert "barnaby" in biased.lower() or "call" in biased.lower()
+        assert tiny_engine.llm.decode_text(plain.token_ids) != biased
+    finally:
+        tiny_engine.llm.prompt = prompt
+        tiny_engine.reset_history()

@@ -18,6 +18,8 @@ exactly what the chooser would pick token by token.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -65,6 +67,13 @@ def _propose(draft: Sequence[int], out: Sequence[int], anchor: int, limit: int) 
     return [], anchor
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg(model_class: type) -> str:
+    """The forward keyword that takes the KV cache: ``cache`` in newer transformers (``past_key_values``
+    is deprecated there and warns on every call), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def _verify(rows: torch.Tensor, proposal: Sequence[int], out: list[int], pick, chooser: Chooser | None,
             stop_ids: set[int], max_new_tokens: int) -> tuple[int, int]:
     """Check ``proposal`` against one pass's logits ``rows`` (rows[i]: the logits after proposal[:i]).
@@ -104,6 +113,7 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
     from transformers import DynamicCache
 
     cache = DynamicCache()
+    kv = {_cache_kwarg(type(model)): cache, "use_cache": True}
     pick = chooser.choose if chooser is not None else (lambda row: int(row.argmax()))
     variants = [list(v) for v in draft_variants if v] or ([list(draft)] if draft else [[]])
     out: list[int] = []
@@ -115,7 +125,7 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
         embeds = torch.cat([prefix_embeds, model.get_input_embeddings()(torch.tensor([early], device=device))
                             .to(prefix_embeds.dtype)], 1)
         # Only the rows that predict the proposed tokens and the one after them are needed.
-        rows = model(inputs_embeds=embeds, past_key_values=cache, use_cache=True,
+        rows = model(inputs_embeds=embeds, **kv,
                      logits_to_keep=len(early) + 1).logits[0]
         k, nxt = _verify(rows, early, out, pick, chooser, stop_ids, max_new_tokens)
         if k < len(early):
@@ -127,7 +137,7 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
             return DecodeResult(out, 1, "max_tokens", len(draft), accepted_total)
     else:
         # Only the last position's logits are needed after the prefill (a 150k vocabulary makes the rest costly).
-        logits = model(inputs_embeds=prefix_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        logits = model(inputs_embeds=prefix_embeds, **kv, logits_to_keep=1).logits
         nxt = pick(logits[0, -1])
         draft = next((v for v in variants if v and v[0] == nxt), variants[0])
     passes = 1
@@ -142,7 +152,7 @@ def decode(model, prefix_embeds: torch.Tensor, *, max_new_tokens: int, stop_ids:
             return DecodeResult(out, passes, "max_tokens", len(draft), accepted_total)
         proposal, start = _propose(draft, out, anchor, min(span, max_new_tokens - len(out)))
         ids = torch.tensor([[nxt, *proposal]], device=device)
-        logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[0]
+        logits = model(input_ids=ids, **kv).logits[0]
         passes += 1
         k, choice = _verify(logits, proposal, out, pick, chooser, stop_ids, max_new_tokens)
         if proposal:

@@ -19,6 +19,7 @@ import torch
 from assistant.bundle import Bundle, load_bundle
 from assistant.engine.bridge import bridge_ctc_logits, run_bridge
 from assistant.engine.joint import joint_chooser
+from assistant.engine.lexicon import BiasChooser, LexiconBias, request_words
 from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_config
 from assistant.engine.decode import FIRST_PROPOSAL, MAX_PROPOSAL, DecodeResult, decode
 from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
@@ -183,8 +184,12 @@ class Engine:
     def respond_text(self, transcript: str) -> tuple[str, float]:
         t0 = time.perf_counter()
         ids = self.llm.response_ids(transcript, list(self.history))
+        bonus = self.llm.prompt.response_copy_bonus
+        words = request_words(transcript) if bonus > 0 else []
+        chooser = BiasChooser(LexiconBias(words, bonus), self.llm.token_text, self.llm.response_stop_ids) \
+            if words else None
         result = decode(self.llm.model, self.llm.embed_ids(ids), max_new_tokens=self.llm.prompt.response_max_new_tokens,
-                        stop_ids=self.llm.response_stop_ids)
+                        stop_ids=self.llm.response_stop_ids, chooser=chooser)
         reply = self.llm.decode_text(result.token_ids)
         if self.history.maxlen:
             self.history.append((transcript, reply))

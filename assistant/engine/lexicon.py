@@ -37,7 +37,7 @@ class LexiconBias:
         word, live = state
         delta = 0.0
         for ch in text.lower():
-            if ch.isspace():
+            if not (ch.isalpha() or ch == "'"):  # a space or punctuation ends the word ("five.")
                 delta += self._close(word, live)
                 word, live = "", True
             elif live and word + ch in self.prefixes:
@@ -56,3 +56,35 @@ class LexiconBias:
 
     def accept(self, text: str) -> None:
         self.state = self.walk(text, self.state)[0]
+
+
+class BiasChooser:
+    """Greedy decoding with a ``LexiconBias``: the LLM's log-probability plus the bias, over its top
+    ``top_k`` tokens and the stop tokens (decode.py's ``chooser``). Used for replies, with the request's
+    own words as the lexicon: a reply that repeats a number or a name keeps it as the user said it."""
+
+    def __init__(self, bias: LexiconBias, token_text, stop_ids: set[int], top_k: int = 32) -> None:
+        self.bias, self.token_text, self.stop_ids, self.top_k = bias, token_text, stop_ids, top_k
+
+    def choose(self, logits) -> int:
+        import torch
+
+        logp = torch.log_softmax(logits.float(), -1)
+        top = logp.topk(min(self.top_k, logp.shape[-1])).indices.tolist()
+        cands = top + [s for s in self.stop_ids if s not in top and s < logp.shape[-1]]
+        best, best_score = cands[0], float("-inf")
+        for c in cands:  # first in LLM order wins ties
+            stop = c in self.stop_ids
+            score = float(logp[c]) + self.bias.adjust("" if stop else self.token_text(c), stop=stop)
+            if score > best_score:
+                best, best_score = c, score
+        return best
+
+    def accept(self, token: int) -> None:
+        if token not in self.stop_ids:
+            self.bias.accept(self.token_text(token))
+
+
+def request_words(transcript: str, min_letters: int = 3) -> list[str]:
+    """The words of a request a reply may repeat: numbers, names, places (3+ letters)."""
+    return [w for w in (normalize_word(x) for x in transcript.split()) if len(w) >= min_letters]

@@ -41,14 +41,16 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def write_manifest(out: Path, *, enc_id: str, llm_id: str, bridges: dict[str, str], default: str,
-                   build: dict, metrics: dict, joint_ctc_weight: float = 0.0) -> None:
+                   build: dict, metrics: dict, joint_ctc_weight: float = 0.0,
+                   response_copy_bonus: float = 0.0) -> None:
     save_manifest(out, BundleManifest(
         name="demo",
         description=("small models trained on synthetic espeak-ng speech: understands spoken English "
                      "voice-assistant requests (timers, alarms, weather, calls, music, smart home, dates, numbers)"),
         encoder=ComponentSpec(path="encoder", id=enc_id),
         llm=ComponentSpec(path="llm", id=llm_id),
-        prompt=dataclasses.replace(DEMO_PROMPT, joint_ctc_weight=joint_ctc_weight),
+        prompt=dataclasses.replace(DEMO_PROMPT, joint_ctc_weight=joint_ctc_weight,
+                                   response_copy_bonus=response_copy_bonus),
         bridges=bridges,
         default_bridge=default,
         is_noise=False,

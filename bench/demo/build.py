@@ -24,7 +24,7 @@ import torch
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from bench.demo import assemble, augment, bridge_train, encoder_train, joint_weight, lm_train  # noqa: E402
+from bench.demo import assemble, augment, bridge_train, encoder_train, joint_weight, lm_train, reply_bonus  # noqa: E402
 from bench.demo import corpora  # noqa: E402
 
 
@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     if encoder.has_ctc:  # joint CTC/LLM decoding: its weight is chosen on dev, like the default bridge
         weight, metrics["dev_wer_joint"] = timer.run("joint CTC weight on dev", joint_weight.pick_weight, engine,
                                                      dev_rows, dev_waves)
+    from assistant.synth import text as tx  # the reply bias: chosen on dev replies (text in, reply out)
+
+    dev_pairs = [(u.text, u.reply) for u in tx.base_sentences(args.seed)["dev"][: reply_bonus.DEV_N]]
+    bonus, metrics["reply_accuracy_dev"] = timer.run("reply copy bonus on dev", reply_bonus.pick_bonus, engine,
+                                                     dev_pairs, log=log)
     for name, rows in sets.items():
         if name == "regression":
             continue
@@ -189,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         save_bridge(b, tmp / "bridge" / kind, metrics={"dev_wer": dev_wer[kind]},
                     training={"recipe": asdict(br_r), "n": len(texts)}, created_at=build["built_at"])
     assemble.write_manifest(tmp, enc_id=enc_id, llm_id=llm_id, bridges={k: f"bridge/{k}" for k in trained},
-                            default=default, build=build, metrics=metrics, joint_ctc_weight=engine.ctc_weight)
+                            default=default, build=build, metrics=metrics, joint_ctc_weight=engine.ctc_weight,
+                            response_copy_bonus=bonus)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
