@@ -151,7 +151,7 @@ class AlignmentConfig:
     """Personalized alignment of the bridge at idle time (see assistant/alignment/)."""
 
     enabled: bool = True
-    method: str = "default"  # default | backprop | zo | embed | embed+backprop
+    method: str = "default"  # default | backprop | zo | embed | embed+backprop | ctc
     idle_s: float = 300.0  # no speech and no API turns for this long before a job starts
     min_new_labels: int = 20  # labels added since the last job
     window: str = "00:00-24:00"  # local time range in which jobs may run, e.g. "01:00-06:00"
@@ -180,8 +180,8 @@ class AlignmentConfig:
         _check(self.adapter_dim >= 0 and self.parent_lr_scale >= 0 and self.anchor_weight >= 0,
                "alignment.adapter_dim", "adapter_dim >= 0, parent_lr_scale >= 0, anchor_weight >= 0")
         _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")
-        _check(self.method in ("default", "backprop", "zo", "embed", "embed+backprop"), "alignment.method",
-               "'default', 'backprop', 'zo', 'embed', 'embed+backprop'")
+        _check(self.method in ("default", "backprop", "zo", "embed", "embed+backprop", "ctc"), "alignment.method",
+               "'default', 'backprop', 'zo', 'embed', 'embed+backprop', 'ctc'")
         _check(self.idle_s >= 0 and self.min_new_labels >= 0, "alignment.idle_s", "idle_s >= 0, min_new_labels >= 0")
         _check(_valid_window(self.window), "alignment.window", "'HH:MM-HH:MM' (24 h clock; may wrap midnight)")
         _check(0 < self.heldout_share < 1, "alignment.heldout_share", "a fraction between 0 and 1")

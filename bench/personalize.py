@@ -92,6 +92,7 @@ METHODS: dict[str, Method | None] = {
                             lexicon_bonus=1.0),
     "head+lexicon-0.5": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True,
                                 parent_lr_scale=0.1, lexicon_bonus=0.5),
+    "ctc": trainer("ctc", replay_share=0.25, personal_head=True),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
     "embed+backprop": trainer("embed+backprop"),

@@ -156,12 +156,13 @@ def test_fold_is_the_residual_adapter():
 
 @pytest.mark.parametrize("method,options,pause_after", [
     ("backprop", {}, 4), ("zo", {}, 5), ("zo", {"tt_rank": 2}, 6), ("embed", {}, 4), ("embed+backprop", {}, 3),
-    ("embed+backprop", {}, 7)])
+    ("embed+backprop", {}, 7), ("ctc", {}, 4)])
 def test_pause_save_resume_equals_an_uninterrupted_run(method, options, pause_after, tiny_engine, parents, examples,
                                                        tmp_path):
-    kind = "ctc" if method == "embed" else "conv"
+    kind = "ctc" if method in ("embed", "ctc") else "conv"
     settings = TrainSettings(max_steps=10, learning_rate=1e-2 if method != "zo" else 1e-3, batch_size=5, seed=3,
-                             anchor_weight=0.1, replay=tuple(examples[:4]), replay_share=0.4)
+                             anchor_weight=0.1, replay=tuple(examples[:4]), replay_share=0.4,
+                             personal_head=method == "ctc", adapter_dim=8 if method == "ctc" else 0)
     train = examples[4:]
     whole = make_recipe(method, **options)
     status, steps = run(whole, tiny_engine, parents[kind], train, settings)
@@ -252,9 +253,9 @@ def test_resample_aligns_endpoints():
 
 def test_make_recipe_methods():
     assert make_recipe("default").name == "backprop"
-    assert all(isinstance(make_recipe(m), Recipe) for m in ("backprop", "zo", "embed", "embed+backprop"))
-    assert {make_recipe(m).name for m in ("backprop", "zo", "embed", "embed+backprop")} == {
-        "backprop", "zo", "embed", "embed+backprop"}
+    assert all(isinstance(make_recipe(m), Recipe) for m in ("backprop", "zo", "embed", "embed+backprop", "ctc"))
+    assert {make_recipe(m).name for m in ("backprop", "zo", "embed", "embed+backprop", "ctc")} == {
+        "backprop", "zo", "embed", "embed+backprop", "ctc"}
     with pytest.raises(ValueError):
         make_recipe("sgd")
 
@@ -345,3 +346,37 @@ def test_a_grown_head_is_seeded_and_its_anchor_is_its_start(tiny_engine, parents
     assert same(snapshot(a.candidate.module), snapshot(b.candidate.module))
     assert not same(snapshot(a.candidate.module), snapshot(c.candidate.module))
     assert all(torch.equal(p, q) for p, q in zip(a.candidate.module.parameters(), a.anchor))
+
+
+def test_ctc_recipe_trains_the_personal_head_without_the_llm(tiny_engine, parents, examples, tmp_path):
+    parent = parents["ctc"]
+    calls = []
+    handle = tiny_engine.llm.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        recipe = make_recipe("ctc")
+        recipe.setup(tiny_engine, parent, examples, TrainSettings(max_steps=30, learning_rate=1e-2, batch_size=8,
+                                                                  personal_head=True, adapter_dim=16))
+        before = recipe.evaluate()
+        grown = snapshot(recipe.candidate.module)
+        assert recipe.train(should_pause=lambda: False, on_progress=lambda p: None) == "done"
+        assert recipe.evaluate() < before * 0.9
+        result = recipe.result()
+        recipe.cleanup()
+    finally:
+        handle.remove()
+    assert not calls  # the LLM never ran: not in setup, not in a step
+    after = snapshot(result.module)
+    moved = {k for k in after if not torch.equal(after[k], grown[k])}
+    # only what the CTC loss sees moves: the adapter and the head; the projection and label table stay
+    assert moved and all(k.startswith(("adapter.", "head.")) for k in moved), moved
+    save_bridge(result, tmp_path / "cand")
+    loaded = tiny_engine.load_bridge_for(tmp_path / "cand", tiny_engine.encoder, tiny_engine.llm)
+    assert loaded.module.owns_head and result.config.training["method"] == "ctc"
+
+
+def test_ctc_recipe_refuses_a_bridge_without_a_personal_head(tiny_engine, parents, examples):
+    from assistant.errors import BridgeMismatchError
+
+    with pytest.raises(BridgeMismatchError, match="personal CTC head") as err:
+        make_recipe("ctc").setup(tiny_engine, parents["conv"], examples, TrainSettings(max_steps=1, personal_head=True))
+    assert "personal_head" in err.value.fix

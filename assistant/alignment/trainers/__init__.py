@@ -7,6 +7,7 @@ cleanup). Methods:
 - ``zo``: MeZO-style SPSA with AdaZeta's query schedule, forward passes only (zo.py; optional TT adapter);
 - ``embed``: match the LLM's input embeddings of the transcript, no LLM forward (embed.py);
 - ``embed+backprop``: embed for half the steps, then backprop (combo.py);
+- ``ctc``: the personal CTC head and adapter alone, CTC loss, no LLM forward (ctc.py);
 - ``default``: ``DEFAULT_METHOD`` (backprop); the daemon's ``[alignment]`` defaults add the personal CTC
   head, a 0.1x rate for the parent's weights, an anchor and replay (bench/personalize.py ``head``: the best
   quality per second measured, see docs/ARCHITECTURE.md "Method choice").
@@ -19,10 +20,11 @@ from typing import Any
 from assistant.alignment.trainers.backprop import BackpropRecipe
 from assistant.alignment.trainers.base import LabelledExample, Progress, Recipe, TrainSettings
 from assistant.alignment.trainers.combo import SequentialRecipe
+from assistant.alignment.trainers.ctc import CtcRecipe
 from assistant.alignment.trainers.embed import EmbedRecipe
 from assistant.alignment.trainers.zo import ZeroOrderRecipe
 
-METHODS = ("default", "backprop", "zo", "embed", "embed+backprop")
+METHODS = ("default", "backprop", "zo", "embed", "embed+backprop", "ctc")
 DEFAULT_METHOD = "backprop"  # with the [alignment] defaults: bench/personalize.py "head"
 
 
@@ -38,10 +40,12 @@ def make_recipe(method: str, **options: Any) -> Recipe:
         return ZeroOrderRecipe(**options)
     if method == "embed":
         return EmbedRecipe(**options)
+    if method == "ctc":
+        return CtcRecipe(**options)
     if method == "embed+backprop":
         return SequentialRecipe("embed+backprop", [(EmbedRecipe(), 0.5), (BackpropRecipe(**options), 0.5)])
     raise ValueError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
 
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "make_recipe", "Recipe", "TrainSettings", "Progress", "LabelledExample",
-           "BackpropRecipe", "ZeroOrderRecipe", "EmbedRecipe", "SequentialRecipe"]
+           "BackpropRecipe", "ZeroOrderRecipe", "EmbedRecipe", "SequentialRecipe", "CtcRecipe"]
