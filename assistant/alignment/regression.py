@@ -84,7 +84,9 @@ def load_regression_set(directory: Path, *, encoder_id: str, device: str | torch
         logits = None
         if labels is not None and ctc_head is not None:  # soft logits: joint CTC/LLM decoding weighs them
             with torch.no_grad():
-                logits = ctc_head(feats.to(next(ctc_head.parameters()).dtype)).float()
+                # on the head's device and dtype (a GPU encoder's head is fp16 on cuda), back to feats'
+                head = next(ctc_head.parameters())
+                logits = ctc_head(feats.to(head.device, head.dtype)).float().to(feats.device)
         elif labels is not None:  # one-hot logits reproduce the argmax exactly
             logits = torch.full((labels.shape[0], vocab), -1e4, device=feats.device)
             logits[torch.arange(labels.shape[0]), labels.long()] = 0.0

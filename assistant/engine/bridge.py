@@ -190,7 +190,11 @@ def with_personal_head(module: nn.Module, encoder_head: nn.Module, adapter_dim: 
     dim, llm_dim = w.shape[1], (label.embedding_dim if label is not None else _out_dim(module.proj))
     grown = CtcBridge(dim, llm_dim, proj_hidden, module.blank_id, input_norm=not isinstance(module.norm, nn.Identity),
                       ctc_vocab=label.num_embeddings if label is not None else 0, adapter_dim=adapter_dim,
-                      head_vocab=w.shape[0]).to(w.device, w.dtype)
+                      head_vocab=w.shape[0])
+    # the bridge's own dtype and device, never the encoder head's: on a GPU the encoder runs in fp16
+    # while bridges stay fp32 (checkpoint.py), and a half-precision head would not take fp32 frames
+    ref = next(module.parameters())
+    grown = grown.to(ref.device, ref.dtype)
     state = {k: v for k, v in module.state_dict().items() if not k.startswith("head.")}
     if module.adapter is not None:
         grown.adapter = copy.deepcopy(module.adapter)
