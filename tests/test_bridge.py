@@ -251,3 +251,18 @@ def test_a_conv_config_with_a_personal_head_is_refused(tmp_path):
     save_bridge(b, tmp_path, head_vocab=5)
     with pytest.raises(ModelFilesError, match="no personal adapter or CTC head"):
         load_bridge(tmp_path, **_ids())
+
+
+def test_a_personal_head_grows_in_the_bridges_dtype_when_the_encoder_runs_in_half():
+    """On a GPU the encoder (and its CTC head) is fp16 while bridges stay fp32: the grown head must be
+    fp32 and take the fp32 frames the encoder hands over (it failed on CUDA: Float vs Half)."""
+    from assistant.engine.bridge import with_personal_head
+
+    torch.manual_seed(0)
+    parent = CtcBridge(8, 6, 0, blank_id=0)
+    encoder_head = torch.nn.Linear(8, 5).half()
+    grown = with_personal_head(parent, encoder_head, adapter_dim=4)
+    assert {p.dtype for p in grown.parameters()} == {torch.float32}
+    assert torch.equal(grown.head.weight, encoder_head.weight.float())
+    out, lengths = grown(torch.randn(1, 7, 8), torch.tensor([7]))
+    assert out.dtype == torch.float32 and int(lengths[0]) >= 1
