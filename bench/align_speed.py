@@ -124,7 +124,7 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
 
     from assistant.alignment.trainers import TrainSettings, make_recipe
     from assistant.config import AlignmentConfig
-    from assistant.alignment.trainers import DEFAULT_METHOD
+    from assistant.alignment.trainers import resolve_method
     from bench.personalize import _replay_set
 
     c = AlignmentConfig(**memory)  # micro_batch_size / gradient_checkpointing from the command line
@@ -141,7 +141,8 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     checkpoints = sorted({2 ** k for k in range(1, 12) if 2 ** k < c.max_steps} | {same_epochs, c.max_steps})
     if engine.bundle.manifest.is_noise:  # speed and memory only: the same epochs as the naive run
         checkpoints = [same_epochs]
-    method = DEFAULT_METHOD if c.method == "default" else c.method
+    method = resolve_method(c.method, bridge_kind=engine.bridge.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
+                            personal_head=c.personal_head)
     recipe = make_recipe(method, **({"gradient_checkpointing": True} if c.gradient_checkpointing else {}))
     t0 = time.perf_counter()
     recipe.setup(engine, engine.bridge, train, TrainSettings(

@@ -170,7 +170,7 @@ class JobRunner(threading.Thread):
     def _run(self, method: str, checkpoint: str | None) -> None:
         from assistant.alignment import gate, registry
         from assistant.alignment.data import load_labelled
-        from assistant.alignment.trainers import TrainSettings, make_recipe
+        from assistant.alignment.trainers import TrainSettings, make_recipe, resolve_method
         from assistant.errors import ModelFilesError
 
         d, engine = self.daemon, self.daemon.worker.engine
@@ -184,6 +184,8 @@ class JobRunner(threading.Thread):
             return
         parent = engine.bridge
         c = self.cfg
+        method = resolve_method(method, bridge_kind=parent.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
+                                personal_head=c.personal_head)
         options = _recipe_options(method, c)
         recipe = make_recipe(method, **options)
         replay = _replay_set(engine) if c.replay_share > 0 else []
@@ -303,10 +305,7 @@ def _replay_set(engine) -> list:
 
 def _recipe_options(method: str, cfg) -> dict:
     """Recipe constructor options from [alignment]: gradient checkpointing for the backprop methods."""
-    from assistant.alignment.trainers import DEFAULT_METHOD
-
-    resolved = DEFAULT_METHOD if method == "default" else method
-    if cfg.gradient_checkpointing and resolved in ("backprop", "embed+backprop"):
+    if cfg.gradient_checkpointing and method in ("backprop", "embed+backprop"):
         return {"gradient_checkpointing": True}
     return {}
 

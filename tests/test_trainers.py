@@ -380,3 +380,14 @@ def test_ctc_recipe_refuses_a_bridge_without_a_personal_head(tiny_engine, parent
     with pytest.raises(BridgeMismatchError, match="personal CTC head") as err:
         make_recipe("ctc").setup(tiny_engine, parents["conv"], examples, TrainSettings(max_steps=1, personal_head=True))
     assert "personal_head" in err.value.fix
+
+
+def test_default_method_resolves_by_what_the_bridge_can_do(monkeypatch):
+    import assistant.alignment.trainers as trainers
+
+    ok = dict(bridge_kind="ctc", encoder_has_ctc=True, personal_head=True)
+    assert trainers.resolve_method("zo", **ok) == "zo"  # a named method stays as it is
+    monkeypatch.setattr(trainers, "DEFAULT_METHOD", "ctc")
+    assert trainers.resolve_method("default", **ok) == "ctc"
+    for missing in ({"bridge_kind": "conv"}, {"encoder_has_ctc": False}, {"personal_head": False}):
+        assert trainers.resolve_method("default", **{**ok, **missing}) == trainers.FALLBACK_METHOD != "ctc"

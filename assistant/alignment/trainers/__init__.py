@@ -26,6 +26,18 @@ from assistant.alignment.trainers.zo import ZeroOrderRecipe
 
 METHODS = ("default", "backprop", "zo", "embed", "embed+backprop", "ctc")
 DEFAULT_METHOD = "backprop"  # with the [alignment] defaults: bench/personalize.py "head"
+FALLBACK_METHOD = "backprop"  # "default" on a bridge that cannot own a personal head
+
+
+def resolve_method(method: str, *, bridge_kind: str, encoder_has_ctc: bool, personal_head: bool) -> str:
+    """``default`` -> the method it stands for with this bridge: ``DEFAULT_METHOD`` where the bridge can
+    grow a personal CTC head (a ctc bridge, an encoder with a CTC head, ``personal_head`` on), else
+    ``FALLBACK_METHOD``; any other method as it is."""
+    if method != "default":
+        return method
+    if DEFAULT_METHOD == "ctc" and not (personal_head and bridge_kind == "ctc" and encoder_has_ctc):
+        return FALLBACK_METHOD
+    return DEFAULT_METHOD
 
 
 def make_recipe(method: str, **options: Any) -> Recipe:
@@ -47,5 +59,5 @@ def make_recipe(method: str, **options: Any) -> Recipe:
     raise ValueError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
 
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "make_recipe", "Recipe", "TrainSettings", "Progress", "LabelledExample",
+__all__ = ["METHODS", "DEFAULT_METHOD", "FALLBACK_METHOD", "resolve_method", "make_recipe", "Recipe", "TrainSettings", "Progress", "LabelledExample",
            "BackpropRecipe", "ZeroOrderRecipe", "EmbedRecipe", "SequentialRecipe", "CtcRecipe"]
