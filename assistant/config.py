@@ -169,7 +169,9 @@ class AlignmentConfig:
     replay_share: float = 0.25  # share of each batch from the bundle's generic replay set (0: none)
     # Memory of a job (an 8 GB board with a 0.5B LLM needs both; the demo needs neither):
     micro_batch_size: int = 0  # run each batch in parts of this many utterances (0: whole batch at once)
-    gradient_checkpointing: bool = False  # recompute the LLM's layers in backward (backprop methods)
+    # recompute the LLM's layers in backward (backprop methods): on a GPU, a batch of 16 through a 0.5B LLM
+    # needs +1.7 GB with it against +5.5 GB without, for 3 % more time (bench/RESULTS.md, "On a CUDA GPU")
+    gradient_checkpointing: bool = True
     # joint decoding favours the user's own words (labels' words the bundle's generic speech never uses:
     # names, places) by this much per character; 0: no personal lexicon (bench/RESULTS.md)
     lexicon_bonus: float = 0.0

@@ -1,7 +1,7 @@
 """Alignment speed and memory: ours against the naive end-to-end way, on the same data, in one run.
 
     python -m bench.align_speed [--bundle DIR] [--preset-shaped] [--user SPEC] [--n 50] [--epochs 3]
-                                [--micro-batch-size N] [--gradient-checkpointing] [--json FILE]
+                                [--micro-batch-size N] [--gradient-checkpointing] [--method M] [--json FILE]
 
 naive: every step re-encodes the audio (encoder forward), conv bridge, LLM in the loop, batch 1,
        for --epochs epochs over the user's N utterances.
@@ -180,6 +180,8 @@ def run_one(mode: str, bundle: Path, args, target_wer: float | None = None) -> d
         cmd += ["--micro-batch-size", str(args.micro_batch_size)]
     if args.gradient_checkpointing:
         cmd += ["--gradient-checkpointing"]
+    if mode == "ours":
+        cmd += ["--method", args.method]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} on {bundle} failed:\n{out.stderr[-3000:]}")
@@ -217,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inner", choices=["naive", "ours"], help=argparse.SUPPRESS)
     ap.add_argument("--micro-batch-size", type=int, default=0, help="ours: [alignment] micro_batch_size")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="ours: [alignment] gradient_checkpointing")
+    ap.add_argument("--method", default="default", help="ours: [alignment] method (default, ctc, backprop, ...)")
     ap.add_argument("--target-wer", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
-        memory = {"micro_batch_size": args.micro_batch_size, "gradient_checkpointing": args.gradient_checkpointing}
+        memory = {"micro_batch_size": args.micro_batch_size, "gradient_checkpointing": args.gradient_checkpointing,
+                  "method": args.method}
         print(json.dumps(inner(args.inner, args.bundle[0], args.user, args.n, args.epochs, args.test_n, args.seed,
                                args.target_wer, memory)))
         return 0
