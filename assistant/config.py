@@ -175,6 +175,8 @@ class AlignmentConfig:
     # joint decoding favours the user's own words (labels' words the bundle's generic speech never uses:
     # names, places) by this much per character; 0: no personal lexicon (bench/RESULTS.md)
     lexicon_bonus: float = 0.0
+    # a personal head serves only utterances in the user's voice; other speakers get the parent's path
+    voice_routing: bool = False
 
     def __post_init__(self) -> None:
         _check(self.micro_batch_size >= 0, "alignment.micro_batch_size", "an integer >= 0 (0: the whole batch)")

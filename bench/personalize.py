@@ -37,7 +37,7 @@ Method = Callable[..., object]
 
 def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, anchor: float = 0.0,
             replay_share: float = 0.0, personal_head: bool = False, parent_lr_scale: float = 1.0,
-            lexicon_bonus: float = 0.0, **options) -> Method:
+            lexicon_bonus: float = 0.0, voice_routing: bool = False, **options) -> Method:
     """A personalization method from the alignment trainers (assistant/alignment/trainers)."""
     def run(engine, adapt, seed):
         from dataclasses import dataclass
@@ -54,7 +54,8 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
         recipe.setup(engine, engine.bridge, [Ex(e, t) for e, t in adapt],
                      TrainSettings(max_steps=steps, batch_size=batch, learning_rate=lr, seed=seed,
                                    anchor_weight=anchor, replay=replay, replay_share=replay_share if replay else 0.0,
-                                   personal_head=personal_head, parent_lr_scale=parent_lr_scale))
+                                   personal_head=personal_head, parent_lr_scale=parent_lr_scale,
+                                   voice_routing=voice_routing))
         recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
         result = recipe.result()
         recipe.cleanup()
@@ -98,6 +99,9 @@ METHODS: dict[str, Method | None] = {
     "ctc-replay50": trainer("ctc", anchor=1e-2, replay_share=0.5, personal_head=True),
     "ctc-anchor1": trainer("ctc", anchor=1.0, replay_share=0.5, personal_head=True),
     "ctc-anchor10": trainer("ctc", anchor=10.0, replay_share=0.5, personal_head=True),
+    "ctc+voice": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, voice_routing=True),
+    "head+voice": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
+                          voice_routing=True),
     "ctc+lexicon": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, lexicon_bonus=1.0),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),

@@ -193,7 +193,7 @@ class JobRunner(threading.Thread):
                                  seed=self.job_id, anchor_weight=c.anchor_weight, replay=replay,
                                  replay_share=c.replay_share if replay else 0.0, personal_head=c.personal_head,
                                  adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale,
-                                 micro_batch_size=c.micro_batch_size)
+                                 micro_batch_size=c.micro_batch_size, voice_routing=c.voice_routing)
         job_dir = d.data_dir / "jobs" / str(self.job_id)
         with d.model_lock:
             try:

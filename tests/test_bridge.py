@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from assistant.engine.bridge import ConvBridge, CtcBridge, ctc_compress, run_bridge
-from assistant.engine.checkpoint import LoadedBridge, load_bridge, new_bridge, read_bridge_config, save_bridge
+from assistant.engine.checkpoint import (BridgeConfig, LoadedBridge, load_bridge, new_bridge, read_bridge_config,
+                                         save_bridge)
 from assistant.errors import BridgeMismatchError, ModelFilesError
 
 BLANK = 0
@@ -266,3 +267,40 @@ def test_a_personal_head_grows_in_the_bridges_dtype_when_the_encoder_runs_in_hal
     assert torch.equal(grown.head.weight, encoder_head.weight.float())
     out, lengths = grown(torch.randn(1, 7, 8), torch.tensor([7]))
     assert out.dtype == torch.float32 and int(lengths[0]) >= 1
+
+
+def test_voice_routing_serves_the_personal_head_only_to_the_users_voice(tmp_path):
+    """A routed bridge gives an utterance near the user's centroid its personal head and adapter, and
+    any other its parent's path (encoder frames and logits); training always uses the personal path."""
+    from assistant.engine.bridge import with_personal_head
+
+    torch.manual_seed(0)
+    parent = CtcBridge(8, 6, 0, blank_id=0)
+    grown = with_personal_head(parent, torch.nn.Linear(8, 5), adapter_dim=4)
+    with torch.no_grad():
+        grown.head.weight.add_(torch.randn_like(grown.head.weight))  # the head learned something
+    user, generic = torch.full((8,), 2.0), torch.full((8,), -2.0)
+    grown.set_voice(user, generic, threshold=1.0)
+    grown.eval()
+    mine, other = user + 0.1 * torch.randn(7, 8), generic + 0.1 * torch.randn(7, 8)
+    enc_logits = torch.randn(7, 5)
+    f, logits = grown.frames(other, enc_logits)
+    assert torch.equal(f, other) and torch.equal(logits, enc_logits)  # the parent's path
+    f, logits = grown.frames(mine, enc_logits)
+    assert torch.equal(logits, grown.head(grown.adapter(mine)))  # the personal path
+    grown.train()
+    assert not torch.equal(grown.frames(other, enc_logits)[1], enc_logits)  # training: never routed
+    grown.eval()
+    # the routing travels in the checkpoint: buffers in the weights, the flag in the JSON
+    b = LoadedBridge(module=grown, config=BridgeConfig(kind="ctc", encoder_dim=8, llm_dim=6, hidden_dim=0,
+                                                        encoder_id="e", llm_id="l", ctc_blank_id=0, adapter_dim=4,
+                                                        head_vocab=5, voice_routing=True))
+    save_bridge(b, tmp_path / "v")
+    got = load_bridge(tmp_path / "v", encoder_id="e", llm_id="l", encoder_dim=8, llm_dim=6, ctc_blank_id=0)
+    assert got.config.voice_routing and torch.equal(got.module.voice_user, user)
+    assert torch.equal(got.module.frames(other, enc_logits)[1], enc_logits)
+    # and run_bridge hands the encoder's logits over, so serving routes too
+    out_other = run_bridge(got.module, [other], [enc_logits])[0]
+    from assistant.engine.bridge import ctc_segments
+
+    assert torch.allclose(out_other, got.module.forward_segments(*ctc_segments(other, enc_logits, 0)))

@@ -391,3 +391,26 @@ def test_default_method_resolves_by_what_the_bridge_can_do(monkeypatch):
     assert trainers.resolve_method("default", **ok) == "ctc"
     for missing in ({"bridge_kind": "conv"}, {"encoder_has_ctc": False}, {"personal_head": False}):
         assert trainers.resolve_method("default", **{**ok, **missing}) == trainers.FALLBACK_METHOD != "ctc"
+
+
+def test_voice_routing_is_set_from_the_training_and_replay_frames(tiny_engine, parents, examples):
+    train, replay = examples[:6], examples[6:]
+    recipe = make_recipe("ctc")
+    recipe.setup(tiny_engine, parents["ctc"], train, TrainSettings(
+        max_steps=3, batch_size=4, personal_head=True, adapter_dim=8, replay=tuple(replay), replay_share=0.3,
+        voice_routing=True))
+    recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
+    result = recipe.result()
+    recipe.cleanup()
+    m = result.module
+    assert result.config.voice_routing and m.voice_routing
+    means = lambda xs: torch.stack([e.encoded.features.float().mean(0) for e in xs]).mean(0)  # noqa: E731
+    assert torch.allclose(m.voice_user, means(train), atol=1e-5) and torch.allclose(m.voice_generic, means(replay),
+                                                                                     atol=1e-5)
+    assert float(m.voice_threshold) > 0
+    # without generic speech to tell the user's voice from, there is no routing
+    plain = make_recipe("ctc")
+    plain.setup(tiny_engine, parents["ctc"], train, TrainSettings(max_steps=1, personal_head=True, voice_routing=True))
+    plain.train(should_pause=lambda: False, on_progress=lambda p: None)
+    assert not plain.result().config.voice_routing
+    plain.cleanup()

@@ -121,9 +121,12 @@ class CtcBridge(nn.Module):
     ``adapter_dim`` / ``head_vocab`` > 0 add the personal adapter and CTC head (module docstring)."""
 
     def __init__(self, encoder_dim: int, llm_dim: int, hidden_dim: int, blank_id: int, input_norm: bool = True,
-                 ctc_vocab: int = 0, adapter_dim: int = 0, head_vocab: int = 0) -> None:
+                 ctc_vocab: int = 0, adapter_dim: int = 0, head_vocab: int = 0, voice_routing: bool = False) -> None:
         super().__init__()
         self.blank_id = blank_id
+        self.voice_routing = voice_routing
+        if voice_routing:  # the centroids that tell the user's voice from generic speech (set_voice)
+            self._voice_buffers(encoder_dim)
         self.label_embed = nn.Embedding(ctc_vocab, llm_dim) if ctc_vocab > 0 else None
         if self.label_embed is not None:
             nn.init.zeros_(self.label_embed.weight)
@@ -139,8 +142,40 @@ class CtcBridge(nn.Module):
     def owns_head(self) -> bool:
         return self.head is not None
 
+    def _voice_buffers(self, dim: int) -> None:
+        self.voice_routing = True
+        self.register_buffer("voice_user", torch.zeros(dim))
+        self.register_buffer("voice_generic", torch.zeros(dim))
+        self.register_buffer("voice_threshold", torch.ones(1))
+
+    def set_voice(self, user: torch.Tensor, generic: torch.Tensor, threshold: float = 1.0) -> None:
+        """Route by voice from now on: ``user`` / ``generic`` are mean encoder frames (dim,) of the user's
+        training utterances and of generic speech (each utterance's mean, averaged); an utterance is the
+        user's when its distance to ``user`` over its distance to ``generic`` is below ``threshold``."""
+        if not self.voice_routing:
+            self._voice_buffers(user.shape[0])
+            self.to(user.device)
+        with torch.no_grad():
+            self.voice_user.copy_(user)
+            self.voice_generic.copy_(generic)
+            self.voice_threshold.fill_(threshold)
+
+    def voice_ratio(self, features: torch.Tensor) -> float:
+        """Distance of the utterance's mean frame to the user's centroid over that to the generic one."""
+        v = features.float().mean(0)
+        return float((v - self.voice_user.float()).norm() / (v - self.voice_generic.float()).norm().clamp_min(1e-9))
+
+    def is_users_voice(self, features: torch.Tensor) -> bool:
+        return self.voice_ratio(features) < float(self.voice_threshold)
+
     def frames(self, features: torch.Tensor, ctc_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(frames, dim), encoder logits or None -> adapted frames and the logits that segment them."""
+        """(frames, dim), encoder logits or None -> adapted frames and the logits that segment them.
+
+        With voice routing (serving, eval mode), an utterance that is not in the user's voice takes the
+        parent's path: the encoder's own frames and logits, as if the bridge had no head or adapter."""
+        if self.voice_routing and not self.training and ctc_logits is not None and self.head is not None \
+                and not self.is_users_voice(features):
+            return features, ctc_logits
         if self.adapter is not None:
             features = self.adapter(features)
         if self.head is not None:
@@ -190,7 +225,7 @@ def with_personal_head(module: nn.Module, encoder_head: nn.Module, adapter_dim: 
     dim, llm_dim = w.shape[1], (label.embedding_dim if label is not None else _out_dim(module.proj))
     grown = CtcBridge(dim, llm_dim, proj_hidden, module.blank_id, input_norm=not isinstance(module.norm, nn.Identity),
                       ctc_vocab=label.num_embeddings if label is not None else 0, adapter_dim=adapter_dim,
-                      head_vocab=w.shape[0])
+                      head_vocab=w.shape[0], voice_routing=module.voice_routing)
     # the bridge's own dtype and device, never the encoder head's: on a GPU the encoder runs in fp16
     # while bridges stay fp32 (checkpoint.py), and a half-precision head would not take fp32 frames
     ref = next(module.parameters())
@@ -231,16 +266,16 @@ def init_label_table(module: nn.Module, ctc_tokens: list[str], delimiter: str, l
 
 def build_bridge(kind: str, *, encoder_dim: int, llm_dim: int, hidden_dim: int,
                  blank_id: int | None = None, input_norm: bool = True, ctc_vocab: int = 0,
-                 adapter_dim: int = 0, head_vocab: int = 0) -> nn.Module:
+                 adapter_dim: int = 0, head_vocab: int = 0, voice_routing: bool = False) -> nn.Module:
     if kind == "conv":
-        if adapter_dim or head_vocab:
+        if adapter_dim or head_vocab or voice_routing:
             raise ValueError("a conv bridge has no personal adapter or CTC head")
         return ConvBridge(encoder_dim, llm_dim, hidden_dim, input_norm=input_norm)
     if kind == "ctc":
         if blank_id is None:
             raise ValueError("a ctc bridge needs the CTC blank id")
         return CtcBridge(encoder_dim, llm_dim, hidden_dim, blank_id, input_norm=input_norm, ctc_vocab=ctc_vocab,
-                         adapter_dim=adapter_dim, head_vocab=head_vocab)
+                         adapter_dim=adapter_dim, head_vocab=head_vocab, voice_routing=voice_routing)
     raise ValueError(f"unknown bridge kind {kind!r}; allowed: {', '.join(BRIDGE_KINDS)}")
 
 
@@ -249,8 +284,9 @@ def run_bridge(module: nn.Module, features: list[torch.Tensor],
     """Batch unpadded per-utterance inputs through a bridge; returns unpadded outputs."""
     feats, lengths = _pad(features)
     if isinstance(module, CtcBridge):
-        if module.owns_head:
-            out, out_len = module(feats, lengths)
+        if module.owns_head:  # the encoder's logits only serve voice routing here
+            have = ctc_logits is not None and all(x is not None for x in ctc_logits)
+            out, out_len = module(feats, lengths, _pad(ctc_logits)[0] if have else None)  # type: ignore[arg-type]
         else:
             if ctc_logits is None or any(x is None for x in ctc_logits):
                 raise ValueError("the ctc bridge needs the encoder's CTC logits")

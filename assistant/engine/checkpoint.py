@@ -39,6 +39,8 @@ class BridgeConfig:
     ctc_vocab: int = 0  # > 0: a ctc bridge with a label table of this many CTC labels
     adapter_dim: int = 0  # > 0: a personal residual adapter on the encoder frames (ctc bridges)
     head_vocab: int = 0  # > 0: the bridge owns a CTC head of this many labels (ctc bridges)
+    # the head and adapter serve only utterances in the user's voice (centroids in the weights file)
+    voice_routing: bool = False
     input_norm: bool = True
     # the user's own words (names, places) that joint decoding favours, and the bonus per character
     # (engine/lexicon.py); set by personalization from the user's labels
@@ -187,7 +189,8 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
     try:
         module = build_bridge(cfg.kind, encoder_dim=cfg.encoder_dim, llm_dim=cfg.llm_dim, hidden_dim=cfg.hidden_dim,
                               blank_id=cfg.ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab,
-                              adapter_dim=cfg.adapter_dim, head_vocab=cfg.head_vocab)
+                              adapter_dim=cfg.adapter_dim, head_vocab=cfg.head_vocab,
+                              voice_routing=cfg.voice_routing)
     except ValueError as exc:
         raise ModelFilesError(f"bridge config {directory / CONFIG_NAME}: {exc}") from exc
     try:

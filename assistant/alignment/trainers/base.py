@@ -65,6 +65,7 @@ class TrainSettings:
     #   the grown head/adapter always get the full rate: small steps keep what the parent knew
     micro_batch_size: int = 0  # gradient recipes: run each batch in parts of this many examples and add their
     #   gradients (activation memory / batch_size * micro; 0: the whole batch at once)
+    voice_routing: bool = False  # the result's personal head serves only the user's voice (routed_by_voice)
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -138,6 +139,29 @@ def growth_of(engine: Any, parent: LoadedBridge, settings: TrainSettings) -> dic
     if not settings.personal_head or parent.kind != "ctc" or head is None:
         return {}
     return {"encoder_head": head, "adapter_dim": settings.adapter_dim, "seed": settings.seed}
+
+
+def routed_by_voice(bridge: LoadedBridge, user: Sequence[torch.Tensor], generic: Sequence[torch.Tensor]
+                    ) -> LoadedBridge:
+    """``bridge`` with voice routing (bridge.CtcBridge.set_voice): its personal head and adapter serve an
+    utterance only when its mean encoder frame is nearer the mean of ``user`` (the training utterances'
+    frames) than that of ``generic`` (the replay set's); other speakers get the parent's path, so what
+    the user's voice taught the head cannot cost anyone else. Unchanged without a head or either set."""
+    from assistant.engine.bridge import CtcBridge
+
+    m = bridge.module
+    if not (isinstance(m, CtcBridge) and m.owns_head and user and generic):
+        return bridge
+    means = lambda xs: torch.stack([x.detach().float().mean(0) for x in xs])  # noqa: E731
+    ref = next(m.parameters())
+    m.set_voice(means(user).mean(0).to(ref.device, ref.dtype), means(generic).mean(0).to(ref.device, ref.dtype))
+    # the threshold halfway between the user's 95th-percentile ratio and generic speech's 5th: the few
+    # utterances between the two voices go to the parent's path rather than cost generic accuracy
+    ratios = lambda xs: torch.tensor([m.voice_ratio(x) for x in xs])  # noqa: E731
+    q = torch.tensor([0.95, 0.05])
+    threshold = 0.5 * (float(torch.quantile(ratios(user), q[0])) + float(torch.quantile(ratios(generic), q[1])))
+    m.set_voice(m.voice_user, m.voice_generic, threshold)
+    return LoadedBridge(module=m, config=dataclasses.replace(bridge.config, voice_routing=True))
 
 
 def finished_bridge(candidate: LoadedBridge, module: torch.nn.Module, training: dict[str, Any]) -> LoadedBridge:

@@ -18,7 +18,7 @@ import torch
 
 from assistant.alignment.trainers.base import (LabelledExample, MemoryMeter, Progress, StepLoop, TrainSettings,
                                                candidate_of, finished_bridge, growth_of, lr_factor,
-                                               module_device)
+                                               module_device, routed_by_voice)
 from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, fingerprint, mean_objective
 from assistant.alignment.trainers.state import (load_module, load_optimizer, module_tensors, optimizer_state,
                                                 read_state, write_state)
@@ -94,7 +94,10 @@ class GradientRecipe:
         return write_state(Path(directory), tensors, meta)
 
     def result(self) -> LoadedBridge:
-        return finished_bridge(self.candidate, self.candidate.module, self.training_record())
+        res = finished_bridge(self.candidate, self.candidate.module, self.training_record())
+        if self.settings.voice_routing and self.inputs.dynamic:  # items: [*train, *replay], raw frames
+            res = routed_by_voice(res, self.inputs.items[: self.n_train], self.inputs.items[self.n_train:])
+        return res
 
     def cleanup(self) -> None:
         for name in ("inputs", "objective", "opt", "anchor", "params", "plan"):
