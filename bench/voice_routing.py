@@ -7,8 +7,9 @@ on the user's 300 test utterances and on the bundle's generic regression set thr
 and routed per utterance (a) by CTC confidence (the encoder head's mean max log-probability against
 the personal head's) and (b) by voice: the utterance's time-averaged encoder features nearer the
 centroid of the user's training utterances than that of the bundle's replay set -> the personal head
-and adapter, else the parent's path (encoder logits, no adapter). Not product code: the routing is
-patched in here to measure whether it removes the generic regression the gate rejects.
+and adapter, else the parent's path (encoder logits, no adapter). Not product code: both rules are
+patched in here. The product's rule (`[alignment] voice_routing`, `trainers.base.routed_by_voice`) is
+the voice rule with a threshold on the distance ratio set from the training data.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    import assistant.engine.engine as engine_module
     from assistant.audio import load_audio
     from assistant.config import demo_bundle_dir
-    from assistant.engine.bridge import _pad
     from assistant.engine.engine import Engine
     from assistant.metrics import wer
     from bench import personalize as P
@@ -42,14 +41,6 @@ def main(argv: list[str] | None = None) -> int:
 
     test, adapt = enc(test_rows), enc(adapt_rows)
     cand = P.METHODS["ctc"](engine, [(e, r["text"]) for e, _, r in adapt], 0)
-
-    def run_bridge_with_logits(module, features, ctc_logits=None):  # the encoder's logits reach frames()
-        feats, lengths = _pad(features)
-        logits = _pad(ctc_logits)[0] if ctc_logits and all(x is not None for x in ctc_logits) else None
-        out, out_len = module(feats, lengths, logits)
-        return [out[i, :n] for i, n in enumerate(out_len.tolist())]
-
-    engine_module.run_bridge = run_bridge_with_logits
 
     def score() -> tuple[float, float]:
         h = P.transcribe_encoded(engine, cand, [(e, d) for e, d, _ in test])

@@ -144,9 +144,10 @@ def growth_of(engine: Any, parent: LoadedBridge, settings: TrainSettings) -> dic
 def routed_by_voice(bridge: LoadedBridge, user: Sequence[torch.Tensor], generic: Sequence[torch.Tensor]
                     ) -> LoadedBridge:
     """``bridge`` with voice routing (bridge.CtcBridge.set_voice): its personal head and adapter serve an
-    utterance only when its mean encoder frame is nearer the mean of ``user`` (the training utterances'
-    frames) than that of ``generic`` (the replay set's); other speakers get the parent's path, so what
-    the user's voice taught the head cannot cost anyone else. Unchanged without a head or either set."""
+    utterance only when the ratio of its mean encoder frame's distances to the mean of ``user`` (the
+    training utterances' frames) and to that of ``generic`` (the replay set's) is below a threshold set
+    from those same utterances; other speakers get the parent's path, so what the user's voice taught
+    the head costs them little. Unchanged without a head or either set."""
     from assistant.engine.bridge import CtcBridge
 
     m = bridge.module
