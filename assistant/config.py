@@ -146,6 +146,9 @@ class DaemonConfig:
                "listen_window_s > 0 and shutdown_timeout_s > 0")
 
 
+VOICE_ROUTING = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class AlignmentConfig:
     """Personalized alignment of the bridge at idle time (see assistant/alignment/)."""
@@ -159,11 +162,13 @@ class AlignmentConfig:
     min_heldout: int = 10  # fewer held-out utterances: no gate decision, the job is rejected
     min_improvement: float = 0.05  # relative user-WER cut the candidate must reach (0.05 = 5 %)
     generic_tolerance: float = 0.02  # allowed relative rise of the generic regression WER
-    max_steps: int = 200
-    learning_rate: float = 1e-3
+    max_steps: int = 0  # 0: the method's own (ctc 600, others 200; alignment.trainers.STEP_DEFAULTS)
+    learning_rate: float = 0.0  # 0: the method's own (ctc 3e-3, others 1e-3)
     batch_size: int = 16
     personal_head: bool = True  # ctc bridges: grow and train a personal CTC head + adapter (bench/RESULTS.md)
     adapter_dim: int = 256  # width of that residual adapter on the encoder frames (0: head only)
+    adapter_kernel: int = 9  # frames (odd) the adapter sees around each frame: a far voice needs context
+    adapter_dropout: float = 0.3  # on the adapter's hidden units while training: 100 utterances overfit
     parent_lr_scale: float = 0.1  # learning-rate factor for the weights the active bridge already had (0: frozen)
     anchor_weight: float = 0.01  # pull toward the active bridge's weights, against forgetting
     replay_share: float = 0.25  # share of each batch from the bundle's generic replay set (0: none)
@@ -175,12 +180,21 @@ class AlignmentConfig:
     # joint decoding favours the user's own words (labels' words the bundle's generic speech never uses:
     # names, places) by this much per character; 0: no personal lexicon (bench/RESULTS.md)
     lexicon_bonus: float = 0.0
-    # a personal head serves only utterances in the user's voice; other speakers get the parent's path
-    voice_routing: bool = False
+    # after decoding, a stretch of the transcript that the CTC head hears better as one of the user's own
+    # words (by more than lexicon_spot_margin nats) becomes that word (engine/spotting.py; bench/RESULTS.md)
+    lexicon_spotting: bool = True
+    lexicon_spot_margin: float = 0.0
+    # a personal head serves only utterances in the user's voice, other speakers get the parent's path:
+    # "on" always, "off" never, "auto": the gate scores the candidate both ways and keeps the better one that
+    # passes (a far voice needs routing to keep generic speech; a near one loses a little with it)
+    voice_routing: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.micro_batch_size >= 0, "alignment.micro_batch_size", "an integer >= 0 (0: the whole batch)")
-        _check(self.lexicon_bonus >= 0, "alignment.lexicon_bonus", "a number >= 0 (0: no personal lexicon)")
+        _check(self.voice_routing in VOICE_ROUTING, "alignment.voice_routing",
+               "'auto', 'on' or 'off' (true / false read as 'on' / 'off')")
+        _check(self.lexicon_bonus >= 0, "alignment.lexicon_bonus", "a number >= 0 (0: no decoding bias)")
+        _check(self.lexicon_spot_margin >= 0, "alignment.lexicon_spot_margin", "a number of nats >= 0")
         _check(self.adapter_dim >= 0 and self.parent_lr_scale >= 0 and self.anchor_weight >= 0,
                "alignment.adapter_dim", "adapter_dim >= 0, parent_lr_scale >= 0, anchor_weight >= 0")
         _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")
@@ -192,8 +206,11 @@ class AlignmentConfig:
         _check(self.min_heldout >= 1, "alignment.min_heldout", "an integer >= 1")
         _check(self.min_improvement >= 0 and self.generic_tolerance >= 0, "alignment.min_improvement",
                "min_improvement >= 0 and generic_tolerance >= 0")
-        _check(self.max_steps >= 1 and self.batch_size >= 1 and self.learning_rate > 0, "alignment.max_steps",
-               "max_steps >= 1, batch_size >= 1, learning_rate > 0")
+        _check(self.max_steps >= 0 and self.batch_size >= 1 and self.learning_rate >= 0, "alignment.max_steps",
+               "max_steps >= 0, batch_size >= 1, learning_rate >= 0 (0: the method's default)")
+        _check(self.adapter_kernel >= 1 and self.adapter_kernel % 2 == 1, "alignment.adapter_kernel",
+               "an odd number of frames >= 1 (1: the adapter sees each frame alone)")
+        _check(0 <= self.adapter_dropout < 1, "alignment.adapter_dropout", "a fraction in [0, 1)")
 
 
 def _valid_window(window: str) -> bool:
@@ -253,6 +270,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             kwargs[key] = _build(_SECTIONS[key], value, f"{full}.")
             continue
         expected = type(default)
+        if key == "voice_routing" and isinstance(value, bool):  # it was a boolean before "auto" existed
+            value = "on" if value else "off"
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

@@ -122,9 +122,8 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     naive run) to measure the held-out WER; the clock counts setup and training only."""
     from dataclasses import dataclass
 
-    from assistant.alignment.trainers import TrainSettings, make_recipe
+    from assistant.alignment.trainers import make_recipe, recipe_options, resolve_method, settings_for
     from assistant.config import AlignmentConfig
-    from assistant.alignment.trainers import resolve_method
     from bench.personalize import _replay_set
 
     c = AlignmentConfig(**memory)  # micro_batch_size / gradient_checkpointing from the command line
@@ -137,19 +136,16 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
 
     train = [Ex(e, t) for e, t in zip(encoded, texts)]
     replay = [Ex(r.encoded, r.text) for r in _replay_set(engine)] if c.replay_share > 0 else []
-    same_epochs = max(1, -(-epochs * len(train) // c.batch_size))
-    checkpoints = sorted({2 ** k for k in range(1, 12) if 2 ** k < c.max_steps} | {same_epochs, c.max_steps})
-    if engine.bundle.manifest.is_noise:  # speed and memory only: the same epochs as the naive run
-        checkpoints = [same_epochs]
     method = resolve_method(c.method, bridge_kind=engine.bridge.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
                             personal_head=c.personal_head)
-    recipe = make_recipe(method, **({"gradient_checkpointing": True} if c.gradient_checkpointing else {}))
+    settings = settings_for(c, method, seed=seed, replay=replay)
+    same_epochs = max(1, -(-epochs * len(train) // c.batch_size))
+    checkpoints = sorted({2 ** k for k in range(1, 12) if 2 ** k < settings.max_steps} | {same_epochs, settings.max_steps})
+    if engine.bundle.manifest.is_noise:  # speed and memory only: the same epochs as the naive run
+        checkpoints = [same_epochs]
+    recipe = make_recipe(method, **recipe_options(method, c))
     t0 = time.perf_counter()
-    recipe.setup(engine, engine.bridge, train, TrainSettings(
-        max_steps=c.max_steps, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=seed,
-        anchor_weight=c.anchor_weight, replay=replay, replay_share=c.replay_share if replay else 0.0,
-        personal_head=c.personal_head, adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale,
-        micro_batch_size=c.micro_batch_size))
+    recipe.setup(engine, engine.bridge, train, settings)
     setup_s = time.perf_counter() - t0
     state = {"step": 0, "seconds": 0.0}
 
@@ -166,7 +162,7 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     reached = next((p for p in curve if target_wer is not None and p["wer"] is not None and p["wer"] <= target_wer),
                    None)
     return {"curve": curve, "same_epochs": at_epochs, "to_target": reached, "final": curve[-1],
-            "settings": {"method": method, "max_steps": c.max_steps, "batch": c.batch_size,
+            "settings": {"method": method, "max_steps": settings.max_steps, "batch": c.batch_size,
                          "micro_batch": c.micro_batch_size, "gradient_checkpointing": c.gradient_checkpointing,
                          "personal_head": c.personal_head, "replay": len(replay)}}
 

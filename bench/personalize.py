@@ -37,7 +37,8 @@ Method = Callable[..., object]
 
 def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, anchor: float = 0.0,
             replay_share: float = 0.0, personal_head: bool = False, parent_lr_scale: float = 1.0,
-            lexicon_bonus: float = 0.0, voice_routing: bool = False, **options) -> Method:
+            lexicon_bonus: float = 0.0, voice_routing: bool = False, adapter_kernel: int = 1,
+            adapter_dropout: float = 0.0, spotting: bool = False, **options) -> Method:
     """A personalization method from the alignment trainers (assistant/alignment/trainers)."""
     def run(engine, adapt, seed):
         from dataclasses import dataclass
@@ -55,15 +56,17 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
                      TrainSettings(max_steps=steps, batch_size=batch, learning_rate=lr, seed=seed,
                                    anchor_weight=anchor, replay=replay, replay_share=replay_share if replay else 0.0,
                                    personal_head=personal_head, parent_lr_scale=parent_lr_scale,
-                                   voice_routing=voice_routing))
+                                   voice_routing=voice_routing, adapter_kernel=adapter_kernel,
+                                   adapter_dropout=adapter_dropout))
         recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
         result = recipe.result()
         recipe.cleanup()
-        if lexicon_bonus:  # as the daemon's job does: the adaptation labels' own words
+        if lexicon_bonus or spotting:  # as the daemon's job does: the adaptation labels' own words
             from assistant.alignment.lexicon import personal_lexicon, with_lexicon
 
             generic = [r.text for d in ("replay", "regression") for r in _bundle_set(engine, d)]
-            result = with_lexicon(result, personal_lexicon([t for _, t in adapt], generic), lexicon_bonus)
+            result = with_lexicon(result, personal_lexicon([t for _, t in adapt], generic), lexicon_bonus,
+                                  spotting=spotting)
         return result
 
     return run
@@ -82,26 +85,50 @@ def _bundle_set(engine, name: str) -> list:
                                ctc_head=engine.encoder.ctc_head) if d and d.is_dir() else []
 
 
+# The shipped adapter (alignment.adapter_kernel / adapter_dropout): 9 frames of context, dropout 0.3.
+# Rows in bench/RESULTS.md before 2026-11-29 evening used a per-frame adapter without dropout: those are
+# the "-frame" methods now (ctc-frame was "ctc", head-frame was "head").
+SHIPPED_ADAPTER = {"adapter_kernel": 9, "adapter_dropout": 0.3}
+CTC_STEPS = {"steps": 600, "lr": 3e-3}  # alignment.trainers.STEP_DEFAULTS["ctc"]
+
 METHODS: dict[str, Method | None] = {
     "base": None,
     "backprop": trainer("backprop"),
     "backprop+replay": trainer("backprop", anchor=1e-2, replay_share=0.25),
     "backprop-gentle": trainer("backprop", steps=100, lr=2e-4, anchor=1e-2, replay_share=0.25),
-    "head": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1),
+    # head: backprop + personal head with the shipped adapter (the default method before session 5)
+    "head": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
+                    **SHIPPED_ADAPTER),
+    "head-frame": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1),
     "head-only": trainer("backprop", replay_share=0.25, personal_head=True, parent_lr_scale=0.0),
     "head+lexicon": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
                             lexicon_bonus=1.0),
     "head+lexicon-0.5": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True,
                                 parent_lr_scale=0.1, lexicon_bonus=0.5),
-    # ctc: the [alignment] defaults with method = "ctc" (the head and adapter alone, anchor, replay)
-    "ctc": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True),
+    # ctc: the default method with the [alignment] defaults, less spotting and routing. What the daemon's job
+    # serves is ctc+spot or ctc+voice+spot: the gate ("auto" routing) keeps the better one that passes
+    "ctc": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, **SHIPPED_ADAPTER, **CTC_STEPS),
+    "ctc+voice": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, voice_routing=True,
+                         **SHIPPED_ADAPTER, **CTC_STEPS),
+    "head+voice": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
+                          voice_routing=True, **SHIPPED_ADAPTER),
+    "ctc+spot": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, spotting=True, **SHIPPED_ADAPTER,
+                        **CTC_STEPS),
+    "head+spot": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
+                         spotting=True, **SHIPPED_ADAPTER),
+    "ctc+voice+spot": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, voice_routing=True,
+                              spotting=True, **SHIPPED_ADAPTER, **CTC_STEPS),
+    "head+voice+spot": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
+                               voice_routing=True, spotting=True, **SHIPPED_ADAPTER),
+    "ctc-600": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, **CTC_STEPS),
+    "ctc-frame": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True),
     "ctc-no-anchor": trainer("ctc", replay_share=0.25, personal_head=True),
     "ctc-replay50": trainer("ctc", anchor=1e-2, replay_share=0.5, personal_head=True),
     "ctc-anchor1": trainer("ctc", anchor=1.0, replay_share=0.5, personal_head=True),
     "ctc-anchor10": trainer("ctc", anchor=10.0, replay_share=0.5, personal_head=True),
-    "ctc+voice": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, voice_routing=True),
-    "head+voice": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
-                          voice_routing=True),
+    "ctc-frame+voice": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, voice_routing=True),
+    "head-frame+voice": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True,
+                                parent_lr_scale=0.1, voice_routing=True),
     "ctc+lexicon": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, lexicon_bonus=1.0),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),

@@ -170,7 +170,7 @@ class JobRunner(threading.Thread):
     def _run(self, method: str, checkpoint: str | None) -> None:
         from assistant.alignment import gate, registry
         from assistant.alignment.data import load_labelled
-        from assistant.alignment.trainers import TrainSettings, make_recipe, resolve_method
+        from assistant.alignment.trainers import make_recipe, recipe_options, resolve_method, settings_for
         from assistant.errors import ModelFilesError
 
         d, engine = self.daemon, self.daemon.worker.engine
@@ -186,14 +186,10 @@ class JobRunner(threading.Thread):
         c = self.cfg
         method = resolve_method(method, bridge_kind=parent.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
                                 personal_head=c.personal_head)
-        options = _recipe_options(method, c)
+        options = recipe_options(method, c)
         recipe = make_recipe(method, **options)
         replay = _replay_set(engine) if c.replay_share > 0 else []
-        settings = TrainSettings(max_steps=c.max_steps, learning_rate=c.learning_rate, batch_size=c.batch_size,
-                                 seed=self.job_id, anchor_weight=c.anchor_weight, replay=replay,
-                                 replay_share=c.replay_share if replay else 0.0, personal_head=c.personal_head,
-                                 adapter_dim=c.adapter_dim, parent_lr_scale=c.parent_lr_scale,
-                                 micro_batch_size=c.micro_batch_size, voice_routing=c.voice_routing)
+        settings = settings_for(c, method, seed=self.job_id, replay=replay)
         job_dir = d.data_dir / "jobs" / str(self.job_id)
         with d.model_lock:
             try:
@@ -228,14 +224,20 @@ class JobRunner(threading.Thread):
         candidate = recipe.result()
         train_s = time.time() - t0
         generic = _generic_set(engine)
-        if c.lexicon_bonus > 0:  # the user's names and places, from the training labels only
+        if c.lexicon_bonus > 0 or c.lexicon_spotting:  # the user's names and places, from training labels only
             from assistant.alignment.lexicon import personal_lexicon, with_lexicon
 
-            words = personal_lexicon([e.text for e in data.train], [g.text for g in [*generic, *replay]])
-            candidate = with_lexicon(candidate, words, c.lexicon_bonus)
+            words = personal_lexicon([e.text for e in data.train],
+                                     [g.text for g in [*generic, *(replay or _replay_set(engine))]])
+            candidate = with_lexicon(candidate, words, c.lexicon_bonus, spotting=c.lexicon_spotting,
+                                     spot_margin=c.lexicon_spot_margin)
+        candidates = [candidate]
+        if c.voice_routing == "auto":  # also gate it serving only the user's voice; keep the better that passes
+            candidates += _voice_routed(candidate, data.train, replay or _replay_set(engine))
         # The gate decodes a few hundred utterances: it takes the models one utterance at a time.
-        result = gate.evaluate(_Locked(engine, d.model_lock), active=parent, candidate=candidate,
-                               heldout=data.heldout, generic=generic, config=self.cfg)
+        chosen, result = gate.choose(_Locked(engine, d.model_lock), active=parent, candidates=candidates,
+                                     heldout=data.heldout, generic=generic, config=self.cfg)
+        candidate = candidates[chosen]
         extra_mb = max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - max(peak0, rss0))
         version = registry.next_version(d.store)
         metrics = result.to_json()
@@ -281,6 +283,22 @@ async def _activate(daemon, version: str) -> None:
     daemon.bus.publish("bridge_activated", version=version)
 
 
+def _voice_routed(candidate, train, replay) -> list:
+    """A copy of ``candidate`` with voice routing, centroids from the training and replay utterances
+    (``trainers.base.routed_by_voice``); none when it has no personal head or there is no replay set."""
+    import copy
+
+    from assistant.alignment.trainers.base import routed_by_voice
+    from assistant.engine.bridge import CtcBridge
+    from assistant.engine.checkpoint import LoadedBridge
+
+    m = candidate.module
+    if not (isinstance(m, CtcBridge) and m.owns_head and replay and train) or candidate.config.voice_routing:
+        return []
+    twin = LoadedBridge(module=copy.deepcopy(m), config=candidate.config)
+    return [routed_by_voice(twin, [e.encoded.features for e in train], [r.encoded.features for r in replay])]
+
+
 def _generic_set(engine):
     from assistant.alignment.regression import load_regression_set
 
@@ -301,13 +319,6 @@ def _replay_set(engine) -> list:
         return []
     return load_regression_set(bundle.root / "replay", encoder_id=engine.encoder.identity,
                                ctc_head=engine.encoder.ctc_head)
-
-
-def _recipe_options(method: str, cfg) -> dict:
-    """Recipe constructor options from [alignment]: gradient checkpointing for the backprop methods."""
-    if cfg.gradient_checkpointing and method in ("backprop", "embed+backprop"):
-        return {"gradient_checkpointing": True}
-    return {}
 
 
 def _now():

@@ -278,3 +278,43 @@ def test_evaluate_same_bridge_is_rejected(tiny_engine):
     assert not few.accepted and "only 0 held-out" in few.reason and few.to_json()["user_wer_before"] is None
     with pytest.raises(ValueError):
         gate.wer_of(tiny_engine, candidate, [])
+
+
+def test_choose_keeps_the_better_variant_that_passes(monkeypatch):
+    """The gate scores the active bridge once and each variant of the candidate; an accepted variant beats
+    a rejected one even with a lower user WER, the lowest user WER wins among accepted ones."""
+    from dataclasses import replace
+
+    from assistant.metrics import ErrorRate
+
+    base = own_bridge_config()
+    active = LoadedBridge(module=torch.nn.Linear(1, 1), config=replace(base, version="v1"))
+    names = ["forgets", "routed-a", "routed-b"]
+    cands = [LoadedBridge(module=torch.nn.Linear(1, 1), config=replace(base, version=n, voice_routing=i > 0))
+             for i, n in enumerate(names)]
+    # (user WER, generic WER) per bridge: "forgets" has the best user WER but breaks generic speech
+    table = {"v1": (0.50, 0.10), "forgets": (0.20, 0.20), "routed-a": (0.40, 0.101), "routed-b": (0.30, 0.10)}
+    calls = []
+
+    def fake_wer(engine, bridge, items):
+        calls.append(bridge.version)
+        user, generic = table[bridge.version]
+        r = user if items[0] == "u" else generic
+        return ErrorRate(rate=r, ci95=(r, r), edits=0, units=1, n_utterances=len(items))
+
+    monkeypatch.setattr(gate, "wer_of", fake_wer)
+    cfg = AlignmentConfig(min_heldout=2)
+    idx, res = gate.choose(None, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)
+    assert idx == 2 and res.accepted and res.user_wer_after == 0.30
+    assert calls.count("v1") == 2  # the active bridge is scored once per set, not once per variant
+    assert "voice-routed" in res.reason and "also tried" in res.reason and "generic 20.0 %" in res.reason
+    table["routed-a"] = table["routed-b"] = (0.49, 0.10)  # nobody passes: the first is kept, with its reason
+    idx, res = gate.choose(None, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)
+    assert idx == 0 and not res.accepted and "generic WER rose" in res.reason
+
+
+def own_bridge_config():
+    from assistant.engine.checkpoint import BridgeConfig
+
+    return BridgeConfig(kind="ctc", encoder_dim=4, llm_dim=4, hidden_dim=0, encoder_id="e", llm_id="l",
+                        ctc_blank_id=0)

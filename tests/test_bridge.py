@@ -304,3 +304,43 @@ def test_voice_routing_serves_the_personal_head_only_to_the_users_voice(tmp_path
     from assistant.engine.bridge import ctc_segments
 
     assert torch.allclose(out_other, got.module.forward_segments(*ctc_segments(other, enc_logits, 0)))
+
+
+def test_a_temporal_adapter_sees_its_neighbours_ignores_padding_and_round_trips(tmp_path):
+    """adapter_kernel > 1: a frame's output depends on the frames around it (not on frames farther than
+    half the kernel), a padded batch gives what each utterance alone gives, dropout acts in training
+    only, and the kernel and dropout come back from the bridge JSON."""
+    from assistant.engine.bridge import ResidualAdapter, with_personal_head
+
+    torch.manual_seed(0)
+    ad = ResidualAdapter(8, 6, kernel_size=5, dropout=0.5)
+    torch.nn.init.normal_(ad.up.weight)  # trained: no longer the identity
+    ad.eval()
+    x = torch.randn(20, 8)
+    y = ad(x)
+    x2 = x.clone()
+    x2[10] += torch.randn(8)  # not a constant: LayerNorm would remove that
+    changed = (ad(x2) - y).abs().sum(-1) > 1e-6
+    assert changed.nonzero().flatten().tolist() == [8, 9, 10, 11, 12]  # kernel 5: two frames each side
+    short = torch.randn(7, 8)
+    batch = torch.nn.utils.rnn.pad_sequence([x, short], batch_first=True)
+    out = ad(batch, torch.tensor([20, 7]))
+    torch.testing.assert_close(out[1, :7], ad(short))
+    torch.testing.assert_close(out[0], y)
+    ad.train()
+    assert not torch.allclose(ad(x), y)  # dropout on the hidden units
+    with pytest.raises(ValueError, match="odd"):
+        ResidualAdapter(8, 6, kernel_size=4)
+
+    parent = new_bridge("ctc", encoder_dim=8, llm_dim=24, encoder_id="enc@1", llm_id="llm@1", ctc_blank_id=0,
+                        hidden_dim=0)
+    grown = with_personal_head(parent.module, torch.nn.Linear(8, 5), adapter_dim=6, adapter_kernel=5,
+                               adapter_dropout=0.3)
+    assert grown.adapter.kernel_size == 5 and grown.adapter.drop.p == 0.3
+    cand = LoadedBridge(module=grown, config=dataclasses.replace(parent.config, adapter_dim=6, adapter_kernel=5,
+                                                                  adapter_dropout=0.3, head_vocab=5))
+    save_bridge(cand, tmp_path / "k5")
+    loaded = load_bridge(tmp_path / "k5", encoder_id="enc@1", llm_id="llm@1", encoder_dim=8, llm_dim=24,
+                         ctc_blank_id=0)
+    assert (loaded.config.adapter_kernel, loaded.config.adapter_dropout) == (5, 0.3)
+    assert loaded.module.adapter.kernel_size == 5

@@ -119,7 +119,42 @@ def test_a_bridge_saves_and_loads_its_lexicon(tiny_engine, tmp_path):
                       encoder_dim=tiny_engine.encoder.dim, llm_dim=tiny_engine.llm.dim,
                       ctc_blank_id=tiny_engine.encoder.blank_id if tiny_engine.encoder.has_ctc else None)
     assert got.config.lexicon == ("barnaby", "ullapool") and got.config.lexicon_bonus == 0.5
+    assert not got.config.lexicon_spotting
     assert with_lexicon(tiny_engine.bridge, (), 1.0) is tiny_engine.bridge
+    assert with_lexicon(tiny_engine.bridge, ("barnaby",), 0.0) is tiny_engine.bridge  # neither use: unchanged
+    spot = with_lexicon(tiny_engine.bridge, ("barnaby",), 0.0, spotting=True, spot_margin=1.5)
+    save_bridge(spot, tmp_path / "s")
+    got = load_bridge(tmp_path / "s", encoder_id=tiny_engine.encoder.identity, llm_id=tiny_engine.llm.identity,
+                      encoder_dim=tiny_engine.encoder.dim, llm_dim=tiny_engine.llm.dim,
+                      ctc_blank_id=tiny_engine.encoder.blank_id if tiny_engine.encoder.has_ctc else None)
+    assert (got.config.lexicon, got.config.lexicon_bonus, got.config.lexicon_spotting,
+            got.config.lexicon_spot_margin) == (("barnaby",), 0.0, True, 1.5)
+
+
+def test_the_engine_spots_a_bridges_lexicon_words_after_decoding(tiny_engine, monkeypatch):
+    """A bridge whose config asks for spotting gets its transcript respelled with the CTC head's log-probs
+    (spotting.Spotter, built once per bridge); without it the transcript is the decoder's."""
+    import assistant.engine.engine as engine_mod
+    from conftest import noise_wave
+
+    if not tiny_engine.encoder.has_ctc:
+        pytest.skip("the tiny bundle's encoder has no CTC head")
+    enc = tiny_engine.encoder.encode([noise_wave(0.8, 7)])[0]
+    plain = tiny_engine.transcribe_encoded(enc, 0.8)[0]
+    seen = []
+
+    class Recording(engine_mod.Spotter):
+        def __call__(self, text, log_probs):
+            seen.append((text, tuple(log_probs.shape)))
+            return "barnaby"
+
+    monkeypatch.setattr(engine_mod, "Spotter", Recording)
+    spot = with_lexicon(tiny_engine.bridge, ("barnaby",), 0.0, spotting=True)
+    assert tiny_engine.transcribe_encoded(enc, 0.8, bridge=spot)[0] == "barnaby"
+    assert tiny_engine.transcribe_encoded(enc, 0.8, bridge=spot)[0] == "barnaby"
+    assert seen[0] == (plain, (enc.n_frames, enc.ctc_logits.shape[1]))
+    assert len(tiny_engine._spotters) == 1  # built once for this bridge
+    assert tiny_engine.transcribe_encoded(enc, 0.8)[0] == plain and len(seen) == 2
 
 
 def test_engine_replies_with_the_bias_set_in_the_bundle_prompt(tiny_engine):

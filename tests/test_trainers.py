@@ -252,7 +252,9 @@ def test_resample_aligns_endpoints():
 
 
 def test_make_recipe_methods():
-    assert make_recipe("default").name == "backprop"
+    import assistant.alignment.trainers as trainers
+
+    assert make_recipe("default").name == trainers.DEFAULT_METHOD == "ctc"
     assert all(isinstance(make_recipe(m), Recipe) for m in ("backprop", "zo", "embed", "embed+backprop", "ctc"))
     assert {make_recipe(m).name for m in ("backprop", "zo", "embed", "embed+backprop", "ctc")} == {
         "backprop", "zo", "embed", "embed+backprop", "ctc"}
@@ -414,3 +416,42 @@ def test_voice_routing_is_set_from_the_training_and_replay_frames(tiny_engine, p
     plain.train(should_pause=lambda: False, on_progress=lambda p: None)
     assert not plain.result().config.voice_routing
     plain.cleanup()
+
+
+def test_settings_for_takes_the_methods_own_steps_and_the_routing_mode(tmp_path):
+    """[alignment] max_steps / learning_rate = 0 mean the method's own; voice_routing "on" routes in the
+    trainer, "auto" leaves it to the gate (both ways), and the old booleans still read."""
+    from assistant.alignment.trainers import settings_for, step_defaults
+    from assistant.config import AlignmentConfig, load_config
+    from assistant.errors import ConfigError
+
+    ctc = settings_for(AlignmentConfig(), "ctc", seed=3)
+    assert (ctc.max_steps, ctc.learning_rate) == step_defaults("ctc") == (600, 3e-3)
+    assert (ctc.adapter_kernel, ctc.adapter_dropout, ctc.voice_routing) == (9, 0.3, False)
+    bp = settings_for(AlignmentConfig(max_steps=7, voice_routing="on"), "backprop", seed=3)
+    assert (bp.max_steps, bp.learning_rate, bp.voice_routing) == (7, 1e-3, True)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[alignment]\nvoice_routing = true\n")
+    assert load_config(cfg).alignment.voice_routing == "on"
+    for bad, key in (("voice_routing = \"sometimes\"", "alignment.voice_routing"),
+                     ("adapter_kernel = 4", "alignment.adapter_kernel")):
+        cfg.write_text(f"[alignment]\n{bad}\n")
+        with pytest.raises(ConfigError, match=key):
+            load_config(cfg)
+
+
+def test_the_scheduler_gates_a_voice_routed_twin_without_touching_the_candidate(tiny_engine, parents, examples):
+    from services.scheduler import _voice_routed
+
+    train, replay = examples[:6], examples[6:]
+    recipe = make_recipe("ctc")
+    recipe.setup(tiny_engine, parents["ctc"], train, TrainSettings(max_steps=2, batch_size=4, personal_head=True,
+                                                                   adapter_dim=8, adapter_kernel=3))
+    recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
+    cand = recipe.result()
+    recipe.cleanup()
+    before = snapshot(cand.module)
+    (twin,) = _voice_routed(cand, train, replay)
+    assert twin.config.voice_routing and twin.module is not cand.module and not cand.config.voice_routing
+    assert not cand.module.voice_routing and same(before, snapshot(cand.module))
+    assert _voice_routed(cand, train, []) == [] and _voice_routed(parents["ctc"], train, replay) == []

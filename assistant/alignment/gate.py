@@ -9,6 +9,7 @@ output (``engine.decode``), only faster, so the gate measures what serving will 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -111,20 +112,53 @@ def decide(*, user_before: float, user_after: float, generic_before: float | Non
 def evaluate(engine: "Engine", *, active: "LoadedBridge", candidate: "LoadedBridge", heldout: Sequence[Scored],
              generic: Sequence[Scored] | None, config: "AlignmentConfig") -> GateResult:
     """Score both bridges on the held-out user set and the generic set, then ``decide``."""
+    return choose(engine, active=active, candidates=[candidate], heldout=heldout, generic=generic, config=config)[1]
+
+
+def choose(engine: "Engine", *, active: "LoadedBridge", candidates: Sequence["LoadedBridge"],
+           heldout: Sequence[Scored], generic: Sequence[Scored] | None, config: "AlignmentConfig"
+           ) -> tuple[int, GateResult]:
+    """Gate several ways of serving one trained candidate (e.g. with and without voice routing) against the
+    active bridge, scored once: returns the index of the one to keep and its result. An accepted one
+    beats any rejected one; among accepted ones the lower user WER wins, then the earlier in the list;
+    when none passes, the first is kept (for inspection) with its own reason. The result's reason also
+    names how the others scored, so a rejection tells what each variant did."""
+    if not candidates:
+        raise ValueError("no candidate to gate")
     heldout_n, generic_n = len(heldout), len(generic or ())
-    user_before = user_after = float("nan")
+    user_before = float("nan")
     if heldout_n:  # even below min_heldout the numbers are worth showing the user
         user_before = wer_of(engine, active, heldout).rate
-        user_after = wer_of(engine, candidate, heldout).rate
-    generic_before = generic_after = None
-    if generic and heldout_n >= config.min_heldout:  # the decision is already "reject" otherwise
-        generic_before = wer_of(engine, active, generic).rate
-        generic_after = wer_of(engine, candidate, generic).rate
-    accepted, reason = decide(user_before=user_before, user_after=user_after, generic_before=generic_before,
-                              generic_after=generic_after, heldout_n=heldout_n, min_heldout=config.min_heldout,
-                              min_improvement=config.min_improvement, generic_tolerance=config.generic_tolerance)
-    log.info("gate %s -> %s: %s (%s)", active.version, candidate.version, "accepted" if accepted else "rejected",
-             reason)
-    return GateResult(accepted=accepted, reason=reason, user_wer_before=user_before, user_wer_after=user_after,
-                      generic_wer_before=generic_before, generic_wer_after=generic_after, heldout_n=heldout_n,
-                      generic_n=generic_n)
+    score_generic = bool(generic) and heldout_n >= config.min_heldout  # the decision is "reject" otherwise
+    generic_before = wer_of(engine, active, generic).rate if score_generic else None  # type: ignore[arg-type]
+    results = []
+    for cand in candidates:
+        user_after = wer_of(engine, cand, heldout).rate if heldout_n else float("nan")
+        generic_after = wer_of(engine, cand, generic).rate if score_generic else None  # type: ignore[arg-type]
+        accepted, reason = decide(user_before=user_before, user_after=user_after, generic_before=generic_before,
+                                  generic_after=generic_after, heldout_n=heldout_n, min_heldout=config.min_heldout,
+                                  min_improvement=config.min_improvement, generic_tolerance=config.generic_tolerance)
+        results.append(GateResult(accepted=accepted, reason=reason, user_wer_before=user_before,
+                                  user_wer_after=user_after, generic_wer_before=generic_before,
+                                  generic_wer_after=generic_after, heldout_n=heldout_n, generic_n=generic_n))
+    order = sorted(range(len(results)), key=lambda i: (not results[i].accepted,
+                                                       _nan_last(results[i].user_wer_after), i))
+    best = order[0] if results[order[0]].accepted else 0
+    chosen = results[best]
+    if len(results) > 1:
+        others = "; ".join(f"{_label(candidates[i])}: {'accepted' if r.accepted else 'rejected'}, user WER "
+                           f"{_pct(r.user_wer_after)}" + (f", generic {_pct(r.generic_wer_after)}"
+                                                          if r.generic_wer_after is not None else "")
+                           for i, r in enumerate(results) if i != best)
+        chosen = dataclasses.replace(chosen, reason=f"{_label(candidates[best])}: {chosen.reason} (also tried {others})")
+    log.info("gate %s -> %s: %s (%s)", active.version, candidates[best].version,
+             "accepted" if chosen.accepted else "rejected", chosen.reason)
+    return best, chosen
+
+
+def _nan_last(x: float) -> float:
+    return math.inf if math.isnan(x) else x
+
+
+def _label(bridge: "LoadedBridge") -> str:
+    return "voice-routed" if getattr(bridge.config, "voice_routing", False) else "unrouted"

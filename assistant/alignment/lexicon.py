@@ -36,9 +36,13 @@ def personal_lexicon(train_texts: Iterable[str], generic_texts: Iterable[str], *
     return tuple(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_words])
 
 
-def with_lexicon(bridge: LoadedBridge, words: tuple[str, ...], bonus: float) -> LoadedBridge:
-    """The same bridge (module shared) whose config carries the lexicon; no words or bonus 0: unchanged."""
-    if not words or bonus <= 0:
+def with_lexicon(bridge: LoadedBridge, words: tuple[str, ...], bonus: float, *, spotting: bool = False,
+                 spot_margin: float = 0.0) -> LoadedBridge:
+    """The same bridge (module shared) whose config carries the lexicon: for the decoding bias (``bonus``
+    per character) and/or for word spotting after decoding (``engine/spotting.py``); no words, or neither
+    use: unchanged."""
+    if not words or (bonus <= 0 and not spotting):
         return bridge
     return LoadedBridge(module=bridge.module,
-                        config=dataclasses.replace(bridge.config, lexicon=tuple(words), lexicon_bonus=bonus))
+                        config=dataclasses.replace(bridge.config, lexicon=tuple(words), lexicon_bonus=max(bonus, 0.0),
+                                                   lexicon_spotting=spotting, lexicon_spot_margin=spot_margin))

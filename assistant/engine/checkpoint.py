@@ -38,6 +38,8 @@ class BridgeConfig:
     ctc_blank_id: int | None = None
     ctc_vocab: int = 0  # > 0: a ctc bridge with a label table of this many CTC labels
     adapter_dim: int = 0  # > 0: a personal residual adapter on the encoder frames (ctc bridges)
+    adapter_kernel: int = 1  # frames the adapter sees around each frame (1: per frame; odd)
+    adapter_dropout: float = 0.0  # dropout on the adapter's hidden units while training
     head_vocab: int = 0  # > 0: the bridge owns a CTC head of this many labels (ctc bridges)
     # the head and adapter serve only utterances in the user's voice (centroids in the weights file)
     voice_routing: bool = False
@@ -46,6 +48,10 @@ class BridgeConfig:
     # (engine/lexicon.py); set by personalization from the user's labels
     lexicon: tuple[str, ...] = ()
     lexicon_bonus: float = 0.0
+    # after decoding, spans of the transcript that the CTC head hears better as a lexicon word (by more
+    # than the margin, in nats) are replaced by it (engine/spotting.py)
+    lexicon_spotting: bool = False
+    lexicon_spot_margin: float = 0.0
     version: str = "base"
     parent_version: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -190,7 +196,8 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
         module = build_bridge(cfg.kind, encoder_dim=cfg.encoder_dim, llm_dim=cfg.llm_dim, hidden_dim=cfg.hidden_dim,
                               blank_id=cfg.ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab,
                               adapter_dim=cfg.adapter_dim, head_vocab=cfg.head_vocab,
-                              voice_routing=cfg.voice_routing)
+                              voice_routing=cfg.voice_routing, adapter_kernel=cfg.adapter_kernel,
+                              adapter_dropout=cfg.adapter_dropout)
     except ValueError as exc:
         raise ModelFilesError(f"bridge config {directory / CONFIG_NAME}: {exc}") from exc
     try:

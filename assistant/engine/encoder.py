@@ -70,6 +70,14 @@ class SpeechEncoder:
         """The CTC output layer (hidden -> labels), or None; a personal bridge head starts as its copy."""
         return self._head if self.has_ctc else None
 
+    @property
+    def word_delimiter_id(self) -> int:
+        """The CTC label between words (the vocabulary's word delimiter, "|" by default); -1 without one."""
+        if self.ctc_tokenizer is None:
+            return -1
+        delim = getattr(self.ctc_tokenizer, "word_delimiter_token", None) or "|"
+        return int(self.ctc_tokenizer.get_vocab().get(delim, -1))
+
     def ctc_ids(self, text: str) -> list[int]:
         """A transcript as CTC label ids (lower case, spaces -> the word delimiter, unknown characters
         dropped): the targets of a personal CTC head."""

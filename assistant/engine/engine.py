@@ -20,6 +20,7 @@ from assistant.bundle import Bundle, load_bundle
 from assistant.engine.bridge import bridge_ctc_logits, run_bridge
 from assistant.engine.joint import joint_chooser
 from assistant.engine.lexicon import BiasChooser, LexiconBias, request_words
+from assistant.engine.spotting import Spotter
 from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_config
 from assistant.engine.decode import FIRST_PROPOSAL, MAX_PROPOSAL, DecodeResult, decode
 from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
@@ -88,6 +89,7 @@ class Engine:
         self.llm = llm
         self.bridge = bridge
         self.speculative = speculative and encoder.has_ctc and encoder.ctc_tokenizer is not None
+        self._spotters: dict = {}  # the serving bridge's word spotter (_spotter)
         # joint CTC/LLM transcript decoding (engine/joint.py); the bundle's choice, settable
         self.ctc_weight = llm.prompt.joint_ctc_weight if encoder.has_ctc and encoder.ctc_tokenizer is not None else 0.0
         self.bundle = bundle
@@ -158,9 +160,10 @@ class Engine:
         use_draft = self.speculative if speculative is None else (speculative and self.encoder.has_ctc)
         variants: list[list[int]] = []
         early = 0
+        spotter = self._spotter(bridge)
         # a personal CTC head (bridge) hears what the personalized bridge hears: it drafts and scores
         ctc_logits = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits) \
-            if (use_draft or self.ctc_weight > 0) else None
+            if (use_draft or self.ctc_weight > 0 or spotter is not None) else None
         if use_draft and ctc_logits is not None:
             ctc_text = self.encoder.ctc_text(ctc_logits)
             merged = hint.draft(ctc_text) if hint is not None else None
@@ -178,7 +181,22 @@ class Engine:
                         stop_ids=self.llm.transcript_stop_ids, draft_variants=variants, chooser=chooser,
                         first_proposal=early)
         text = self.llm.decode_text(result.token_ids)
+        if spotter is not None and ctc_logits is not None:  # the user's names back in (spotting.py)
+            text = spotter(text, torch.log_softmax(ctc_logits.float(), -1))
         return text, result, t1 - t0, time.perf_counter() - t1
+
+    def _spotter(self, bridge: LoadedBridge) -> Spotter | None:
+        """The word spotter of a bridge whose config asks for one (its lexicon), built once per bridge."""
+        cfg = bridge.config
+        if not (cfg.lexicon and cfg.lexicon_spotting and self.encoder.has_ctc and self.encoder.ctc_tokenizer):
+            return None
+        key = (id(bridge.module), cfg.lexicon, cfg.lexicon_spot_margin)
+        cached = self._spotters.get(key)
+        if cached is None:
+            cached = Spotter(cfg.lexicon, self.encoder.ctc_ids, int(self.encoder.blank_id),
+                             self.encoder.word_delimiter_id, margin=cfg.lexicon_spot_margin)
+            self._spotters = {key: cached}  # one bridge serves at a time: keep only the latest
+        return cached
 
     @torch.inference_mode()
     def respond_text(self, transcript: str) -> tuple[str, float]:

@@ -8,14 +8,16 @@ cleanup). Methods:
 - ``embed``: match the LLM's input embeddings of the transcript, no LLM forward (embed.py);
 - ``embed+backprop``: embed for half the steps, then backprop (combo.py);
 - ``ctc``: the personal CTC head and adapter alone, CTC loss, no LLM forward (ctc.py);
-- ``default``: ``DEFAULT_METHOD`` (backprop); the daemon's ``[alignment]`` defaults add the personal CTC
-  head, a 0.1x rate for the parent's weights, an anchor and replay (bench/personalize.py ``head``: the best
-  quality per second measured, see docs/ARCHITECTURE.md "Method choice").
+- ``default``: ``DEFAULT_METHOD`` (ctc) where the bridge can grow a personal head, else
+  ``FALLBACK_METHOD`` (backprop); with the daemon's ``[alignment]`` defaults (a 9-frame adapter with
+  dropout, 600 steps at 3e-3, an anchor, replay, word spotting, voice routing chosen by the gate) that is
+  bench/personalize.py ``ctc+spot`` / ``ctc+voice+spot``: the best quality measured on all three test
+  voices, in a fraction of a backprop job's time and memory (docs/ARCHITECTURE.md "Method choice").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from assistant.alignment.trainers.backprop import BackpropRecipe
 from assistant.alignment.trainers.base import LabelledExample, Progress, Recipe, TrainSettings
@@ -25,8 +27,12 @@ from assistant.alignment.trainers.embed import EmbedRecipe
 from assistant.alignment.trainers.zo import ZeroOrderRecipe
 
 METHODS = ("default", "backprop", "zo", "embed", "embed+backprop", "ctc")
-DEFAULT_METHOD = "backprop"  # with the [alignment] defaults: bench/personalize.py "head"
+DEFAULT_METHOD = "ctc"  # with the [alignment] defaults: bench/personalize.py "ctc+spot" (and "+voice")
 FALLBACK_METHOD = "backprop"  # "default" on a bridge that cannot own a personal head
+# (max_steps, learning_rate) a method takes when [alignment] leaves them at 0. A ctc step is a fraction of
+# a backprop step, and the head it trains generalises best past 200 steps (bench/RESULTS.md, "Adapter shape")
+STEP_DEFAULTS: dict[str, tuple[int, float]] = {"ctc": (600, 3e-3)}
+GENERIC_STEP_DEFAULTS = (200, 1e-3)
 
 
 def resolve_method(method: str, *, bridge_kind: str, encoder_has_ctc: bool, personal_head: bool) -> str:
@@ -38,6 +44,30 @@ def resolve_method(method: str, *, bridge_kind: str, encoder_has_ctc: bool, pers
     if DEFAULT_METHOD == "ctc" and not (personal_head and bridge_kind == "ctc" and encoder_has_ctc):
         return FALLBACK_METHOD
     return DEFAULT_METHOD
+
+
+def step_defaults(method: str) -> tuple[int, float]:
+    """(max_steps, learning_rate) for a resolved method when the config leaves them at 0."""
+    return STEP_DEFAULTS.get(method, GENERIC_STEP_DEFAULTS)
+
+
+def settings_for(cfg: Any, method: str, *, seed: int, replay: Sequence[Any] = ()) -> TrainSettings:
+    """The job's ``TrainSettings`` from an ``[alignment]`` config (``config.AlignmentConfig``) for the
+    resolved ``method``; a 0 ``max_steps`` / ``learning_rate`` takes the method's default."""
+    steps, lr = step_defaults(method)
+    return TrainSettings(max_steps=cfg.max_steps or steps, learning_rate=cfg.learning_rate or lr,
+                         batch_size=cfg.batch_size, seed=seed, anchor_weight=cfg.anchor_weight, replay=replay,
+                         replay_share=cfg.replay_share if replay else 0.0, personal_head=cfg.personal_head,
+                         adapter_dim=cfg.adapter_dim, adapter_kernel=cfg.adapter_kernel,
+                         adapter_dropout=cfg.adapter_dropout, parent_lr_scale=cfg.parent_lr_scale,
+                         micro_batch_size=cfg.micro_batch_size, voice_routing=cfg.voice_routing == "on")
+
+
+def recipe_options(method: str, cfg: Any) -> dict[str, Any]:
+    """Recipe constructor options from ``[alignment]``: gradient checkpointing for the backprop methods."""
+    if cfg.gradient_checkpointing and method in ("backprop", "embed+backprop"):
+        return {"gradient_checkpointing": True}
+    return {}
 
 
 def make_recipe(method: str, **options: Any) -> Recipe:
@@ -59,5 +89,6 @@ def make_recipe(method: str, **options: Any) -> Recipe:
     raise ValueError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
 
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "FALLBACK_METHOD", "resolve_method", "make_recipe", "Recipe", "TrainSettings", "Progress", "LabelledExample",
+__all__ = ["METHODS", "DEFAULT_METHOD", "FALLBACK_METHOD", "resolve_method", "make_recipe", "step_defaults",
+           "settings_for", "recipe_options", "STEP_DEFAULTS", "Recipe", "TrainSettings", "Progress", "LabelledExample",
            "BackpropRecipe", "ZeroOrderRecipe", "EmbedRecipe", "SequentialRecipe", "CtcRecipe"]

@@ -60,6 +60,8 @@ class TrainSettings:
     replay_share: float = 0.25  # share of each batch drawn from ``replay`` (when it is not empty)
     personal_head: bool = False  # ctc bridges: grow a personal CTC head (+ adapter) and train it too
     adapter_dim: int = 256  # the personal residual adapter's width (0: head only)
+    adapter_kernel: int = 1  # frames it sees around each frame (odd; 1: per frame)
+    adapter_dropout: float = 0.0  # on its hidden units, in training
     ctc_weight: float = 1.0  # weight of the personal head's CTC loss next to the recipe's objective
     parent_lr_scale: float = 1.0  # learning-rate factor for the weights the parent already had (0: frozen);
     #   the grown head/adapter always get the full rate: small steps keep what the parent knew
@@ -72,6 +74,8 @@ class TrainSettings:
             raise ValueError("max_steps >= 0, batch_size >= 1 and learning_rate > 0 are required")
         if not 0 <= self.replay_share < 1 or self.anchor_weight < 0:
             raise ValueError("replay_share must be in [0, 1) and anchor_weight >= 0")
+        if self.adapter_kernel < 1 or self.adapter_kernel % 2 == 0 or not 0 <= self.adapter_dropout < 1:
+            raise ValueError("adapter_kernel must be odd and >= 1, adapter_dropout in [0, 1)")
         if self.adapter_dim < 0 or self.ctc_weight < 0 or self.parent_lr_scale < 0 or self.micro_batch_size < 0:
             raise ValueError("adapter_dim, ctc_weight, parent_lr_scale and micro_batch_size must be >= 0")
 
@@ -107,11 +111,13 @@ class Recipe(Protocol):
 
 
 def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None, *,
-                 encoder_head: torch.nn.Module | None = None, adapter_dim: int = 0, seed: int = 0) -> LoadedBridge:
+                 encoder_head: torch.nn.Module | None = None, adapter_dim: int = 0, adapter_kernel: int = 1,
+                 adapter_dropout: float = 0.0, seed: int = 0) -> LoadedBridge:
     """A trainable deep copy of the serving ``parent`` (its module is never touched).
 
     ``encoder_head`` (ctc bridges): the copy grows a personal CTC head started from it and a residual
-    adapter of ``adapter_dim`` (``bridge.with_personal_head``); it still computes what the parent does.
+    adapter of ``adapter_dim`` / ``adapter_kernel`` / ``adapter_dropout`` (``bridge.with_personal_head``); it
+    still computes what the parent does.
     ``init`` (optional) supplies starting weights other than the parent's, e.g. the previous stage of a
     sequential recipe; version bookkeeping still names the real parent. The grown adapter's random
     initialisation comes from ``seed``: the same job grows the same candidate (and its anchor is that
@@ -122,8 +128,11 @@ def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None, *,
     if encoder_head is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derived_seed(seed, 0x6E0))
-            module = with_personal_head(module, encoder_head, adapter_dim)
-        changes = {"adapter_dim": module.adapter.down.out_features if module.adapter is not None else 0,
+            module = with_personal_head(module, encoder_head, adapter_dim, adapter_kernel, adapter_dropout)
+        ad = module.adapter
+        changes = {"adapter_dim": ad.down.out_features if ad is not None else 0,
+                   "adapter_kernel": ad.kernel_size if ad is not None else 1,
+                   "adapter_dropout": float(ad.drop.p) if ad is not None else 0.0,
                    "head_vocab": module.head.out_features}
     if init is not None:
         module.load_state_dict(init.state_dict())
@@ -138,7 +147,8 @@ def growth_of(engine: Any, parent: LoadedBridge, settings: TrainSettings) -> dic
     head = getattr(getattr(engine, "encoder", None), "ctc_head", None)
     if not settings.personal_head or parent.kind != "ctc" or head is None:
         return {}
-    return {"encoder_head": head, "adapter_dim": settings.adapter_dim, "seed": settings.seed}
+    return {"encoder_head": head, "adapter_dim": settings.adapter_dim, "adapter_kernel": settings.adapter_kernel,
+            "adapter_dropout": settings.adapter_dropout, "seed": settings.seed}
 
 
 def routed_by_voice(bridge: LoadedBridge, user: Sequence[torch.Tensor], generic: Sequence[torch.Tensor]

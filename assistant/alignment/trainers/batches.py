@@ -81,7 +81,8 @@ class BridgeInputs:
         if self.ctc_targets is None:
             return None
         feats = nn.utils.rnn.pad_sequence([self.items[i] for i in idx], batch_first=True)
-        x = module.adapter(feats) if module.adapter is not None else feats
+        lengths = torch.tensor([self.frames[i] for i in idx], device=feats.device)
+        x = module.adapter(feats, lengths) if module.adapter is not None else feats
         log_probs = module.head(x).float().log_softmax(-1).transpose(0, 1)
         targets = [self.ctc_targets[i] for i in idx]
         return nn.functional.ctc_loss(
