@@ -87,10 +87,14 @@ def demo_check(waves: list[tuple[np.ndarray, str]]) -> dict:
 def demo_job(engine, waves: list[tuple[np.ndarray, str]], steps: int = 20) -> dict:
     """A personalization job's parts on the GPU as the daemon runs them: the bundle's replay and
     regression sets (soft CTC logits from the fp16 encoder head), a grown personal head, training with
-    the default method and with ``ctc``, and the gate's WER of each candidate on CPU-cached features."""
-    from assistant.alignment.gate import wer_of
-    from assistant.alignment.trainers import TrainSettings, make_recipe
-    from services.scheduler import _generic_set, _replay_set
+    ``backprop`` and ``ctc`` (the default) with the ``[alignment]`` defaults but ``steps`` steps, the
+    gate's WER of each candidate on CPU-cached features, and for ``ctc`` the rest of the daemon's path:
+    the personal lexicon with word spotting, the voice-routed twin and ``gate.choose`` between them."""
+    from assistant.alignment.gate import choose, wer_of
+    from assistant.alignment.lexicon import personal_lexicon, with_lexicon
+    from assistant.alignment.trainers import make_recipe, settings_for
+    from assistant.config import AlignmentConfig
+    from services.scheduler import _generic_set, _replay_set, _voice_routed
 
     class Ex:
         def __init__(self, e, t):
@@ -103,12 +107,12 @@ def demo_job(engine, waves: list[tuple[np.ndarray, str]], steps: int = 20) -> di
     train = [Ex(e, t) for e, (_, t) in zip(cpu, waves)]
     out = {"regression": len(regression), "replay": len(replay),
            "base_generic_wer": round(wer_of(engine, engine.bridge, regression).rate, 4)}
+    cfg = AlignmentConfig(max_steps=steps, batch_size=8)
     for method in ("backprop", "ctc"):
         recipe = make_recipe(method)
         t0 = time.perf_counter()
-        recipe.setup(engine, engine.bridge, train, TrainSettings(
-            max_steps=steps, batch_size=8, seed=0, personal_head=True, adapter_dim=256, parent_lr_scale=0.1,
-            anchor_weight=1e-2, replay=[Ex(r.encoded, r.text) for r in replay], replay_share=0.25))
+        recipe.setup(engine, engine.bridge, train,
+                     settings_for(cfg, method, seed=0, replay=[Ex(r.encoded, r.text) for r in replay]))
         recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
         _sync()
         cand = recipe.result()
@@ -116,6 +120,14 @@ def demo_job(engine, waves: list[tuple[np.ndarray, str]], steps: int = 20) -> di
         out[method] = {"train_s": round(time.perf_counter() - t0, 3),
                        "generic_wer": round(wer_of(engine, cand, regression).rate, 4),
                        "user_wer": round(wer_of(engine, cand, train).rate, 4)}
+    words = personal_lexicon([t for _, t in waves], [r.text for r in [*regression, *replay]])
+    spotted = with_lexicon(cand, words or ("barnaby",), 0.0, spotting=True)
+    cands = [spotted, *_voice_routed(spotted, train, replay)]
+    t0 = time.perf_counter()
+    idx, res = choose(engine, active=engine.bridge, candidates=cands, heldout=train, generic=regression,
+                      config=AlignmentConfig(min_heldout=2))
+    out["ctc_gate"] = {"candidates": len(cands), "kept": idx, "accepted": res.accepted, "reason": res.reason,
+                       "seconds": round(time.perf_counter() - t0, 2)}
     return out
 
 
@@ -146,9 +158,9 @@ def preset_check(root: Path, steps: int = 3) -> dict:
 
     text = "please set a timer for ten minutes and turn on the kitchen lights"
     train = [Ex(e, text) for e in encoded]
-    jobs = {"default (backprop + personal head)": ("backprop", {}),
-            "default, gradient checkpointing": ("backprop", {"gradient_checkpointing": True}),
-            "ctc (head alone, no LLM)": ("ctc", {})}
+    jobs = {"backprop + personal head": ("backprop", {}),
+            "backprop, gradient checkpointing": ("backprop", {"gradient_checkpointing": True}),
+            "ctc (the default: head alone, no LLM)": ("ctc", {})}
     for name, (method, options) in jobs.items():
         torch.cuda.empty_cache()
         _sync()
@@ -157,6 +169,7 @@ def preset_check(root: Path, steps: int = 3) -> dict:
         recipe = make_recipe(method, **options)
         recipe.setup(engine, engine.bridge, train, TrainSettings(max_steps=steps + 1, batch_size=16, seed=0,
                                                                  personal_head=True, adapter_dim=256,
+                                                                 adapter_kernel=9, adapter_dropout=0.3,
                                                                  parent_lr_scale=0.1, anchor_weight=1e-2))
         times: list[float] = []
         last = [time.perf_counter()]

@@ -308,6 +308,8 @@ def test_choose_keeps_the_better_variant_that_passes(monkeypatch):
     assert idx == 2 and res.accepted and res.user_wer_after == 0.30
     assert calls.count("v1") == 2  # the active bridge is scored once per set, not once per variant
     assert "voice-routed" in res.reason and "also tried" in res.reason and "generic 20.0 %" in res.reason
+    table["routed-a"] = (0.30, 0.095)  # the same user WER: the lower generic WER wins
+    assert gate.choose(None, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)[0] == 1
     table["routed-a"] = table["routed-b"] = (0.49, 0.10)  # nobody passes: the first is kept, with its reason
     idx, res = gate.choose(None, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)
     assert idx == 0 and not res.accepted and "generic WER rose" in res.reason

@@ -120,7 +120,8 @@ def choose(engine: "Engine", *, active: "LoadedBridge", candidates: Sequence["Lo
            ) -> tuple[int, GateResult]:
     """Gate several ways of serving one trained candidate (e.g. with and without voice routing) against the
     active bridge, scored once: returns the index of the one to keep and its result. An accepted one
-    beats any rejected one; among accepted ones the lower user WER wins, then the earlier in the list;
+    beats any rejected one; among accepted ones the lower user WER wins, then the lower generic WER, then
+    the earlier in the list;
     when none passes, the first is kept (for inspection) with its own reason. The result's reason also
     names how the others scored, so a rejection tells what each variant did."""
     if not candidates:
@@ -141,8 +142,9 @@ def choose(engine: "Engine", *, active: "LoadedBridge", candidates: Sequence["Lo
         results.append(GateResult(accepted=accepted, reason=reason, user_wer_before=user_before,
                                   user_wer_after=user_after, generic_wer_before=generic_before,
                                   generic_wer_after=generic_after, heldout_n=heldout_n, generic_n=generic_n))
-    order = sorted(range(len(results)), key=lambda i: (not results[i].accepted,
-                                                       _nan_last(results[i].user_wer_after), i))
+    order = sorted(range(len(results)), key=lambda i: (
+        not results[i].accepted, _nan_last(results[i].user_wer_after),
+        _nan_last(results[i].generic_wer_after if results[i].generic_wer_after is not None else math.nan), i))
     best = order[0] if results[order[0]].accepted else 0
     chosen = results[best]
     if len(results) > 1:

@@ -190,7 +190,7 @@ class CtcBridge(nn.Module):
 
     def voice_ratio(self, features: torch.Tensor) -> float:
         """Distance of the utterance's mean frame to the user's centroid over that to the generic one."""
-        v = features.float().mean(0)
+        v = features.float().mean(0).to(self.voice_user.device)  # cached frames live on the CPU
         return float((v - self.voice_user.float()).norm() / (v - self.voice_generic.float()).norm().clamp_min(1e-9))
 
     def is_users_voice(self, features: torch.Tensor) -> bool:
