@@ -153,7 +153,7 @@ def test_the_engine_spots_a_bridges_lexicon_words_after_decoding(tiny_engine, mo
     assert tiny_engine.transcribe_encoded(enc, 0.8, bridge=spot)[0] == "barnaby"
     assert tiny_engine.transcribe_encoded(enc, 0.8, bridge=spot)[0] == "barnaby"
     assert seen[0] == (plain, (enc.n_frames, enc.ctc_logits.shape[1]))
-    assert len(tiny_engine._spotters) == 1  # built once for this bridge
+    assert len(tiny_engine._spotters) == 1  # built once for this lexicon
     assert tiny_engine.transcribe_encoded(enc, 0.8)[0] == plain and len(seen) == 2
 
 

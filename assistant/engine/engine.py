@@ -186,11 +186,11 @@ class Engine:
         return text, result, t1 - t0, time.perf_counter() - t1
 
     def _spotter(self, bridge: LoadedBridge) -> Spotter | None:
-        """The word spotter of a bridge whose config asks for one (its lexicon), built once per bridge."""
+        """The word spotter of a bridge whose config asks for one (its lexicon), built once per lexicon."""
         cfg = bridge.config
         if not (cfg.lexicon and cfg.lexicon_spotting and self.encoder.has_ctc and self.encoder.ctc_tokenizer):
             return None
-        key = (id(bridge.module), cfg.lexicon, cfg.lexicon_spot_margin)
+        key = (cfg.lexicon, cfg.lexicon_spot_margin)  # all a spotter depends on, besides the encoder
         cached = self._spotters.get(key)
         if cached is None:
             cached = Spotter(cfg.lexicon, self.encoder.ctc_ids, int(self.encoder.blank_id),
