@@ -20,13 +20,10 @@ the candidate with spotting on (generic speech included), so a lexicon that hurt
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-
-log = logging.getLogger(__name__)
 
 MIN_WORD_LEN = 4  # shorter lexicon words ("any", "see") are too often real words of other requests
 _NEG = -1e30
