@@ -25,6 +25,8 @@ from typing import Any
 from assistant.errors import ModelFilesError
 
 MANIFEST_NAME = "manifest.json"
+VOCABULARY_NAME = "vocabulary.txt"  # optional: the words the bundle was trained on, one per line
+POINTER_NAME = "pretrained.json"
 FORMAT = "assistant-bundle"
 FORMAT_VERSION = 1
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -66,6 +68,15 @@ class PromptFormat:
     # Joint CTC/LLM transcript decoding (engine/joint.py): the CTC prefix score's weight, 0 = the LLM
     # alone. Chosen on the bundle's dev set when it is built (a small LLM needs the CTC's spelling).
     joint_ctc_weight: float = 0.0
+    # Who writes the transcript: "llm" (the LLM decodes it from the speech prompt, with the draft and
+    # joint decoding) or "ctc" (the bridge's CTC reading, then spotting; the LLM writes only the reply).
+    # Chosen on the bundle's dev set when it is built: a frozen 135M LLM rewrites a reading it cannot
+    # improve (bench/RESULTS.md, "Shipped bundle").
+    transcript_source: str = "llm"
+    # With transcript_source "ctc": reading words outside the bundle's vocabulary (<bundle>/vocabulary.txt,
+    # plus the user's own words) are respelled as a vocabulary word whose CTC log-likelihood on the same
+    # frames is at most this many nats worse (engine/correct.py); 0 = off. Chosen on dev by the build.
+    vocabulary_tolerance: float = 0.0
     # Response decoding: a bonus per character while a reply word is being copied from the request
     # (engine/lexicon.py's bias, the request's words as the lexicon), 0 = the LLM alone. A small LLM
     # otherwise rewrites the numbers and names it should repeat ("five minutes" -> "fifteen minutes").
@@ -78,6 +89,12 @@ class PromptFormat:
             raise ModelFilesError(
                 f"manifest prompt.draft_case is {self.draft_case!r}; allowed: 'as_is', 'lower', 'upper'"
             )
+        if self.transcript_source not in ("llm", "ctc"):
+            raise ModelFilesError(f"manifest prompt.transcript_source is {self.transcript_source!r}; "
+                                  "allowed: 'llm', 'ctc'")
+        if self.vocabulary_tolerance < 0:
+            raise ModelFilesError(f"manifest prompt.vocabulary_tolerance is {self.vocabulary_tolerance}; "
+                                  "allowed: >= 0 (0 = off)")
         if not 0.0 <= self.joint_ctc_weight < 1.0:
             raise ModelFilesError(f"manifest prompt.joint_ctc_weight is {self.joint_ctc_weight}; allowed: 0 <= w < 1")
         if not 0.0 <= self.response_copy_bonus <= 10.0:
@@ -125,6 +142,16 @@ class Bundle:
     @property
     def llm_dir(self) -> Path:
         return _resolve(self.root, self.manifest.llm.path)
+
+    def vocabulary(self) -> tuple[str, ...]:
+        """The bundle's vocabulary (``vocabulary.txt``: the words of its training text), or ()."""
+        path = self.root / VOCABULARY_NAME
+        try:
+            return tuple(w for w in path.read_text(encoding="utf-8").split() if w)
+        except FileNotFoundError:
+            return ()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelFilesError(f"{path} is unreadable: {exc}") from exc
 
     def bridge_dir(self, kind: str | None = None) -> Path:
         kind = kind or self.manifest.default_bridge
@@ -184,9 +211,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     manifest = _from_dict(BundleManifest, data, str(mpath))
     bundle = Bundle(root=root, manifest=manifest)
     for label, d in (("encoder", bundle.encoder_dir), ("llm", bundle.llm_dir)):
-        if not (d / "config.json").is_file():
+        # a component with pretrained.json names pretrained weights assembled on first use (assistant/pretrained)
+        if not (d / "config.json").is_file() and not (d / POINTER_NAME).is_file():
             raise ModelFilesError(
-                f"bundle {root}: {label} directory {d} has no config.json",
+                f"bundle {root}: {label} directory {d} has no config.json (nor {POINTER_NAME})",
                 fix="re-create the bundle or fix the path in manifest.json",
             )
     return bundle

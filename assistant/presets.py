@@ -462,6 +462,11 @@ def _bundle_row(name: str, kind: str, path: Path) -> dict[str, Any]:
         notes.append(NOTE_NO_BRIDGE)
     elif m.default_bridge:
         notes.append(f"default bridge: {m.default_bridge}")
+    from assistant.pretrained.sources import pointer_note
+
+    pretrained = [n for n in (pointer_note(bundle.encoder_dir), pointer_note(bundle.llm_dir)) if n]
+    if pretrained:
+        notes.append("pretrained: " + ", ".join(pretrained))
     if kind != "preset" and m.description:
         notes.append(m.description)
     row["note"] = "; ".join(notes)

@@ -97,15 +97,22 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
             hints: bool = True) -> dict:
     import torch
 
-    from assistant.config import VadConfig
+    from assistant.config import VadConfig, load_config
     from assistant.engine.engine import Engine
     from assistant.engine.streaming import StreamingEncoder
     from assistant.metrics import wer
 
     engine = Engine.from_bundle(bundle, device="cpu")
-    conv = engine.bridge if engine.bridge.kind == "conv" else \
+    # plain decodes with a conv bridge where the bundle has one, else with its own bridge, LLM alone
+    conv = engine.bridge if engine.bridge.kind == "conv" or "conv" not in engine.bundle.manifest.bridges else \
         Engine.load_bridge_for(engine.bundle.bridge_dir("conv"), engine.encoder, engine.llm)
     ours_bridge = engine.bridge
+    from bench.peer import FasterWhisper, whisper_source_of
+
+    source = whisper_source_of(bundle)
+    peer = FasterWhisper(source, load_config(None).data_path) if source else None
+    if peer is not None:
+        peer.transcribe(utts[0][0])  # warm-up
     vad_config = VadConfig()
     rows = []
     engine.run(utts[0][0])  # warm-up
@@ -119,6 +126,8 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
         enc_s = time.perf_counter() - t0
         plain_text, dec_s, plain_passes = _decode(engine, enc, dur, conv, speculative=False)
         plain_s = time.perf_counter() - t0
+        # the peer: faster-whisper on the same segment, all of it after the end of speech
+        peer_res = peer.transcribe(seg) if peer is not None else None
         # ours, as the daemon (services/live.py): chunks encoded as the VAD hands the audio over, the
         # utterance so far decoded after each chunk (a draft hint), and at each SpeechPaused the whole
         # turn of the audio so far, in the rest of the hangover; the VAD's end takes it when it matches
@@ -158,7 +167,9 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
                      "window_s": window_s, "matched": matched, "enc_rtf": enc_s / dur,
                      "dec_rtf": dec_s / dur, "stream_rtf": during / dur, "first_token_s": first_s,
                      "tail_s": tail_s, "plain_passes": plain_passes, "ours_passes": ours_passes, "ref": ref,
-                     "plain": plain_text, "ours": ours_text, "whole": whole_text})
+                     "plain": plain_text, "ours": ours_text, "whole": whole_text,
+                     "peer_s": peer_res.seconds if peer_res else float("nan"),
+                     "peer": peer_res.text if peer_res else ""})
     med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
     refs = [r["ref"] for r in rows]
     return {"bundle": engine.bundle.manifest.name, "is_noise": engine.bundle.manifest.is_noise,
@@ -178,6 +189,10 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
             "plain_wer": round(wer(refs, [r["plain"] for r in rows]).rate, 4),
             "ours_wer": round(wer(refs, [r["ours"] for r in rows]).rate, 4),
             "ours_whole_encoding_wer": round(wer(refs, [r["whole"] for r in rows]).rate, 4),
+            "peer": f"faster-whisper {source}" if source else None,
+            "peer_s": round(med("peer_s"), 4) if source else None,
+            "ours_to_peer": round(med("ours_s") / med("peer_s"), 3) if source else None,
+            "peer_wer": round(wer(refs, [r["peer"] for r in rows]).rate, 4) if source else None,
             "threads": torch.get_num_threads()}
 
 
@@ -238,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{str(r['plain_passes']) + '/' + str(r['ours_passes']):>10}"
               f"{r['first_response_token_s']:>10.3f}{r['plain_wer']:>10.3f}{r['ours_wer']:>9.3f}"
               f"{r['ours_whole_encoding_wer']:>14.3f}")
+    peers = [r for r in results if r["peer"]]
+    if peers:
+        print(f"\nthe peer on the same Whisper weights and the same VAD segments (greedy, int8, CPU):")
+        print(f"{'model set':<22}{'peer':>28}{'peer s':>9}{'ours s':>9}{'ours/peer':>10}{'peer WER':>9}{'ours WER':>9}")
+        for r in peers:
+            print(f"{r['bundle']:<22}{r['peer']:>28}{r['peer_s']:>9.3f}{r['ours_s']:>9.3f}{r['ours_to_peer']:>10.2f}"
+                  f"{r['peer_wer']:>9.3f}{r['ours_wer']:>9.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({r["bundle"]: r for r in results}, indent=2))
     return 0

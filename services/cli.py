@@ -57,7 +57,7 @@ def _engine(args: argparse.Namespace):
     from assistant.engine.engine import Engine
 
     engine = Engine.from_bundle(bundle, bridge_kind=cfg.engine.bridge_kind or None, device=cfg.engine.device,
-                                speculative=cfg.engine.speculative)
+                                speculative=cfg.engine.speculative, data_dir=cfg.data_path)
     return cfg, engine
 
 

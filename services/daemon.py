@@ -148,7 +148,7 @@ class Daemon:
             torch.set_num_threads(self.config.engine.threads)
         e = self.config.engine
         return Engine.from_bundle(self.config.bundle_path(), bridge_kind=e.bridge_kind or None, device=e.device,
-                                  speculative=e.speculative)
+                                  speculative=e.speculative, data_dir=self.config.data_path)
 
     async def _start_api(self):
         import json

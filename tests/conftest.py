@@ -14,6 +14,10 @@ import pytest
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Pretrained weights are assembled from their packages once (keyed by their sha256) and shared by every
+# test's data directory and daemon subprocess, instead of once per data directory (assistant/pretrained).
+os.environ.setdefault("ASSISTANT_PRETRAINED_DIR",
+                      str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "assistant" / "pretrained"))
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -53,3 +53,11 @@ def with_noise(samples: np.ndarray, dbfs: float = -50.0, seed: int = 0) -> np.nd
     """Add white noise at ``dbfs`` RMS so 'silence' is not digital zero (real microphones never are)."""
     rng = np.random.default_rng(seed)
     return samples + (rng.standard_normal(len(samples)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def espeak(text: str, voice: str = "espeak-ng:en-us") -> np.ndarray:
+    """``text`` spoken by a synthetic voice (a voice spec, assistant/synth), 16 kHz mono float32."""
+    from assistant.synth.voices import synthesize
+
+    require_tool(voice.split(":", 1)[0])
+    return synthesize(voice, text)

@@ -344,3 +344,42 @@ def test_a_temporal_adapter_sees_its_neighbours_ignores_padding_and_round_trips(
                          ctc_blank_id=0)
     assert (loaded.config.adapter_kernel, loaded.config.adapter_dropout) == (5, 0.3)
     assert loaded.module.adapter.kernel_size == 5
+
+
+def test_a_text_input_bridge_hands_the_llm_its_own_tokens_and_grows_a_personal_head(tmp_path, tiny_engine):
+    from assistant.engine.bridge import bridge_ctc_logits, with_personal_head
+    from assistant.engine.engine import Engine
+    from assistant.engine.encoder import EncoderOutput
+
+    enc, llm = tiny_engine.encoder, tiny_engine.llm
+    text = new_bridge("ctc", encoder_dim=enc.dim, llm_dim=llm.dim, encoder_id=enc.identity, llm_id=llm.identity,
+                      ctc_blank_id=enc.blank_id, hidden_dim=0, text_input=True)
+    assert sum(p.numel() for p in text.module.parameters()) == 0  # nothing to train until a head grows
+    with pytest.raises(ValueError, match="trained with the 'ctc' alignment method"):
+        text.module.forward_segments(torch.zeros(3, enc.dim))
+    with pytest.raises(ValueError, match="no label table or projection"):
+        new_bridge("ctc", encoder_dim=enc.dim, llm_dim=llm.dim, encoder_id=enc.identity, llm_id=llm.identity,
+                   ctc_blank_id=enc.blank_id, hidden_dim=16, text_input=True)
+    save_bridge(text, tmp_path / "text")
+    loaded = load_bridge(tmp_path / "text", encoder_id=enc.identity, llm_id=llm.identity, encoder_dim=enc.dim,
+                         llm_dim=llm.dim, ctc_blank_id=enc.blank_id)
+    assert loaded.config.text_input and loaded.module.text_input
+
+    torch.manual_seed(0)
+    feats = torch.randn(40, enc.dim)
+    logits = enc.ctc_head(feats).detach()
+    engine = Engine(enc, loaded, llm, speculative=True)
+    seen = []
+    real_prefix = llm.speech_prefix
+    llm.speech_prefix = lambda speech: seen.append(speech) or real_prefix(speech)
+    try:
+        engine.transcribe_encoded(EncoderOutput(feats, logits, enc.frame_rate_hz), 0.8)
+    finally:
+        del llm.speech_prefix
+    reading = llm.embed_ids(llm.text_ids(enc.ctc_text(logits)))[0]
+    torch.testing.assert_close(seen[0], reading)  # the LLM reads its own embeddings of the CTC reading
+
+    grown = with_personal_head(loaded.module, enc.ctc_head, adapter_dim=8, adapter_kernel=3)
+    assert grown.text_input and grown.owns_head and next(grown.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(bridge_ctc_logits(grown, feats, None), logits)

@@ -7,6 +7,13 @@ Two kinds:
   features (one position per emitted CTC symbol), then LayerNorm -> projection (Linear, or a
   Linear-GELU-Linear MLP when ``hidden_dim > 0``).
 
+A ctc bridge with ``text_input`` hands the LLM text instead of projected features: the LLM's own token
+embeddings of what its CTC head reads (greedy), the hard form of LegoSLM's posterior-weighted token
+embeddings (arXiv 2505.11352). A frozen pretrained LLM reads its own tokens without any training of the
+bridge (it reads projected features or character embeddings as noise: bench/RESULTS.md), so a 2-core
+CPU can build and personalize it with the CTC loss alone; joint decoding keeps the LLM's transcript
+faithful to the audio. It has no projection; only its personal head and adapter are trained.
+
 A ctc bridge may also own a *personal head* (``head_vocab > 0``: a copy of the encoder's CTC head,
 trained with the bridge) and a zero-initialised residual *adapter* on the encoder frames
 (``adapter_dim > 0``). Personalization grows them (``with_personal_head``): the frozen encoder's CTC head
@@ -148,17 +155,24 @@ class CtcBridge(nn.Module):
 
     def __init__(self, encoder_dim: int, llm_dim: int, hidden_dim: int, blank_id: int, input_norm: bool = True,
                  ctc_vocab: int = 0, adapter_dim: int = 0, head_vocab: int = 0, voice_routing: bool = False,
-                 adapter_kernel: int = 1, adapter_dropout: float = 0.0) -> None:
+                 adapter_kernel: int = 1, adapter_dropout: float = 0.0, text_input: bool = False) -> None:
         super().__init__()
         self.blank_id = blank_id
+        self.llm_dim = llm_dim
+        self.text_input = text_input
         self.voice_routing = voice_routing
         if voice_routing:  # the centroids that tell the user's voice from generic speech (set_voice)
             self._voice_buffers(encoder_dim)
+        if text_input and (ctc_vocab or hidden_dim):
+            raise ValueError("a text-input ctc bridge has no label table or projection (ctc_vocab, hidden_dim 0)")
         self.label_embed = nn.Embedding(ctc_vocab, llm_dim) if ctc_vocab > 0 else None
         if self.label_embed is not None:
             nn.init.zeros_(self.label_embed.weight)
-        self.norm = nn.LayerNorm(encoder_dim) if input_norm else nn.Identity()
-        if hidden_dim > 0:
+        self.norm = nn.LayerNorm(encoder_dim) if input_norm and not text_input else nn.Identity()
+        self.proj: nn.Module | None = None
+        if text_input:
+            pass
+        elif hidden_dim > 0:
             self.proj = nn.Sequential(nn.Linear(encoder_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, llm_dim))
         else:
             self.proj = nn.Linear(encoder_dim, llm_dim)
@@ -223,6 +237,9 @@ class CtcBridge(nn.Module):
 
     def forward_segments(self, segments: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Project already-compressed segments (and their CTC labels, used by the label table)."""
+        if self.proj is None:
+            raise ValueError("a text-input ctc bridge hands the LLM text, not projected features: it is "
+                             "trained with the 'ctc' alignment method (its personal head), not through the LLM")
         out = self.proj(self.norm(segments))
         if self.label_embed is not None:
             if labels is None:
@@ -253,15 +270,17 @@ def with_personal_head(module: nn.Module, encoder_head: nn.Module, adapter_dim: 
     b = module.head.bias if module.head is not None else encoder_head.bias
     label = module.label_embed
     proj_hidden = module.proj[0].out_features if isinstance(module.proj, nn.Sequential) else 0
-    dim, llm_dim = w.shape[1], (label.embedding_dim if label is not None else _out_dim(module.proj))
-    grown = CtcBridge(dim, llm_dim, proj_hidden, module.blank_id, input_norm=not isinstance(module.norm, nn.Identity),
+    dim = w.shape[1]
+    grown = CtcBridge(dim, module.llm_dim, proj_hidden, module.blank_id,
+                      input_norm=not isinstance(module.norm, nn.Identity),
                       ctc_vocab=label.num_embeddings if label is not None else 0, adapter_dim=adapter_dim,
                       head_vocab=w.shape[0], voice_routing=module.voice_routing, adapter_kernel=adapter_kernel,
-                      adapter_dropout=adapter_dropout)
+                      adapter_dropout=adapter_dropout, text_input=module.text_input)
     # the bridge's own dtype and device, never the encoder head's: on a GPU the encoder runs in fp16
-    # while bridges stay fp32 (checkpoint.py), and a half-precision head would not take fp32 frames
-    ref = next(module.parameters())
-    grown = grown.to(ref.device, ref.dtype)
+    # while bridges stay fp32 (checkpoint.py), and a half-precision head would not take fp32 frames;
+    # a text-input bridge without parameters yet takes the head's device, in fp32
+    ref = next(module.parameters(), None)
+    grown = grown.to(ref.device, ref.dtype) if ref is not None else grown.to(w.device, torch.float32)
     state = {k: v for k, v in module.state_dict().items() if not k.startswith("head.")}
     if module.adapter is not None:
         grown.adapter = copy.deepcopy(module.adapter)
@@ -272,11 +291,6 @@ def with_personal_head(module: nn.Module, encoder_head: nn.Module, adapter_dim: 
         grown.head.weight.copy_(w.detach())
         grown.head.bias.copy_(b.detach() if b is not None else torch.zeros_like(grown.head.bias))
     return grown
-
-
-def _out_dim(proj: nn.Module) -> int:
-    last = proj[-1] if isinstance(proj, nn.Sequential) else proj
-    return int(last.out_features)
 
 
 def init_label_table(module: nn.Module, ctc_tokens: list[str], delimiter: str, llm) -> int:
@@ -299,8 +313,10 @@ def init_label_table(module: nn.Module, ctc_tokens: list[str], delimiter: str, l
 def build_bridge(kind: str, *, encoder_dim: int, llm_dim: int, hidden_dim: int,
                  blank_id: int | None = None, input_norm: bool = True, ctc_vocab: int = 0,
                  adapter_dim: int = 0, head_vocab: int = 0, voice_routing: bool = False, adapter_kernel: int = 1,
-                 adapter_dropout: float = 0.0) -> nn.Module:
+                 adapter_dropout: float = 0.0, text_input: bool = False) -> nn.Module:
     if kind == "conv":
+        if text_input:
+            raise ValueError("only a ctc bridge takes text input")
         if adapter_dim or head_vocab or voice_routing:
             raise ValueError("a conv bridge has no personal adapter or CTC head")
         return ConvBridge(encoder_dim, llm_dim, hidden_dim, input_norm=input_norm)
@@ -309,7 +325,7 @@ def build_bridge(kind: str, *, encoder_dim: int, llm_dim: int, hidden_dim: int,
             raise ValueError("a ctc bridge needs the CTC blank id")
         return CtcBridge(encoder_dim, llm_dim, hidden_dim, blank_id, input_norm=input_norm, ctc_vocab=ctc_vocab,
                          adapter_dim=adapter_dim, head_vocab=head_vocab, voice_routing=voice_routing,
-                         adapter_kernel=adapter_kernel, adapter_dropout=adapter_dropout)
+                         adapter_kernel=adapter_kernel, adapter_dropout=adapter_dropout, text_input=text_input)
     raise ValueError(f"unknown bridge kind {kind!r}; allowed: {', '.join(BRIDGE_KINDS)}")
 
 

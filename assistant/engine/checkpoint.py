@@ -44,6 +44,8 @@ class BridgeConfig:
     # the head and adapter serve only utterances in the user's voice (centroids in the weights file)
     voice_routing: bool = False
     input_norm: bool = True
+    # a ctc bridge that hands the LLM its own token embeddings of the CTC reading (bridge.py)
+    text_input: bool = False
     # the user's own words (names, places) that joint decoding favours, and the bonus per character
     # (engine/lexicon.py); set by personalization from the user's labels
     lexicon: tuple[str, ...] = ()
@@ -88,17 +90,19 @@ class LoadedBridge:
 
 def new_bridge(kind: str, *, encoder_dim: int, llm_dim: int, encoder_id: str, llm_id: str,
                hidden_dim: int | None = None, ctc_blank_id: int | None = None,
-               version: str = "base", seed: int | None = None, ctc_vocab: int = 0) -> LoadedBridge:
+               version: str = "base", seed: int | None = None, ctc_vocab: int = 0,
+               text_input: bool = False) -> LoadedBridge:
     """A freshly initialised bridge (for training, or for random-weight test bundles)."""
     if hidden_dim is None:
         hidden_dim = 512 if kind == "conv" else 0
     cfg = BridgeConfig(kind=kind, encoder_dim=encoder_dim, llm_dim=llm_dim, hidden_dim=hidden_dim,
                        encoder_id=encoder_id, llm_id=llm_id, ctc_blank_id=ctc_blank_id, version=version,
-                       ctc_vocab=ctc_vocab if kind == "ctc" else 0)
+                       ctc_vocab=ctc_vocab if kind == "ctc" else 0, text_input=text_input)
     if seed is not None:
         torch.manual_seed(seed)
     module = build_bridge(kind, encoder_dim=encoder_dim, llm_dim=llm_dim, hidden_dim=hidden_dim,
-                          blank_id=ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab)
+                          blank_id=ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab,
+                          text_input=text_input)
     return LoadedBridge(module=module.eval(), config=cfg)
 
 
@@ -197,7 +201,7 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
                               blank_id=cfg.ctc_blank_id, input_norm=cfg.input_norm, ctc_vocab=cfg.ctc_vocab,
                               adapter_dim=cfg.adapter_dim, head_vocab=cfg.head_vocab,
                               voice_routing=cfg.voice_routing, adapter_kernel=cfg.adapter_kernel,
-                              adapter_dropout=cfg.adapter_dropout)
+                              adapter_dropout=cfg.adapter_dropout, text_input=cfg.text_input)
     except ValueError as exc:
         raise ModelFilesError(f"bridge config {directory / CONFIG_NAME}: {exc}") from exc
     try:

@@ -59,6 +59,7 @@ class SpeechEncoder:
         self._head = getattr(model, "lm_head", None)
         self.dim = int(model.config.hidden_size)
         self.blank_id: int | None = model.config.pad_token_id if self._head is not None else None
+        self._whisper = type(feature_extractor).__name__.startswith("Whisper")  # speech length (whisper.py)
         self.frame_rate_hz = self._measure_frame_rate()
 
     @property
@@ -89,16 +90,26 @@ class SpeechEncoder:
         return [i for i in ids if i is not None]
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, identity: str, device: str | torch.device = "auto") -> "SpeechEncoder":
+    def load(cls, model_dir: str | Path, *, identity: str, device: str | torch.device = "auto",
+             data_dir: str | Path | None = None) -> "SpeechEncoder":
+        """A transformers speech encoder, or (``pretrained.json`` in the directory) a pretrained Whisper
+        encoder with our CTC module (whisper.py), its weights assembled into ``data_dir`` on first use."""
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCTC, AutoTokenizer
 
         model_dir = Path(model_dir)
         dev = pick_device(device) if isinstance(device, str) else device
         try:
-            config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-            is_ctc = any(a.endswith("ForCTC") for a in (config.architectures or []))
-            auto = AutoModelForCTC if is_ctc else AutoModel
-            model = auto.from_pretrained(model_dir, local_files_only=True)
+            if (model_dir / "pretrained.json").is_file():
+                from assistant.engine.whisper import load_whisper_ctc
+                from assistant.pretrained.assemble import resolve_pointer
+
+                model = load_whisper_ctc(model_dir, resolve_pointer(model_dir, data_dir) / "encoder")
+                is_ctc = True
+            else:
+                config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+                is_ctc = any(a.endswith("ForCTC") for a in (config.architectures or []))
+                auto = AutoModelForCTC if is_ctc else AutoModel
+                model = auto.from_pretrained(model_dir, local_files_only=True)
             fe = AutoFeatureExtractor.from_pretrained(model_dir, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelFilesError(
@@ -116,6 +127,12 @@ class SpeechEncoder:
         return cls(model, fe, tok, identity=identity, device=dev, dtype=dtype)
 
     def _prepare(self, waves: Sequence[np.ndarray]) -> tuple[dict, torch.Tensor]:
+        if self._whisper:
+            from assistant.engine.whisper import whisper_inputs
+
+            feats, mask = whisper_inputs(self.feature_extractor, [np.asarray(w, dtype=np.float32) for w in waves])
+            return {"input_features": feats.to(self.device, self.dtype), "attention_mask": mask.to(self.device)}, \
+                mask.sum(-1)
         inputs = self.feature_extractor(
             [np.asarray(w, dtype=np.float32) for w in waves],
             sampling_rate=SAMPLE_RATE_HZ,

@@ -18,8 +18,9 @@ import torch
 
 from assistant.bundle import Bundle, load_bundle
 from assistant.engine.bridge import bridge_ctc_logits, run_bridge
-from assistant.engine.joint import joint_chooser
+from assistant.engine.joint import joint_chooser, token_labels
 from assistant.engine.lexicon import BiasChooser, LexiconBias, request_words
+from assistant.engine.correct import Corrector
 from assistant.engine.spotting import Spotter
 from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_config
 from assistant.engine.decode import FIRST_PROPOSAL, MAX_PROPOSAL, DecodeResult, decode
@@ -90,6 +91,9 @@ class Engine:
         self.bridge = bridge
         self.speculative = speculative and encoder.has_ctc and encoder.ctc_tokenizer is not None
         self._spotters: dict = {}  # the serving bridge's word spotter (_spotter)
+        self._token_labels = None  # LLM token -> CTC labels, for joint decoding (built on first use)
+        self._correctors: dict = {}  # the serving bridge's vocabulary corrector (_corrector)
+        self.vocabulary: tuple[str, ...] = bundle.vocabulary() if bundle is not None else ()
         # joint CTC/LLM transcript decoding (engine/joint.py); the bundle's choice, settable
         self.ctc_weight = llm.prompt.joint_ctc_weight if encoder.has_ctc and encoder.ctc_tokenizer is not None else 0.0
         self.bundle = bundle
@@ -97,12 +101,14 @@ class Engine:
 
     @classmethod
     def from_bundle(cls, path: str | Path, *, bridge_kind: str | None = None, device: str = "auto",
-                    speculative: bool = True) -> "Engine":
+                    speculative: bool = True, data_dir: str | Path | None = None) -> "Engine":
+        """``data_dir``: where pretrained weights are assembled for a bundle that names them (None: the
+        default data directory)."""
         bundle = load_bundle(path)
         m = bundle.manifest
         dev = pick_device(device)
-        encoder = SpeechEncoder.load(bundle.encoder_dir, identity=m.encoder.id, device=dev)
-        llm = CausalLM.load(bundle.llm_dir, m.prompt, identity=m.llm.id, device=dev)
+        encoder = SpeechEncoder.load(bundle.encoder_dir, identity=m.encoder.id, device=dev, data_dir=data_dir)
+        llm = CausalLM.load(bundle.llm_dir, m.prompt, identity=m.llm.id, device=dev, data_dir=data_dir)
         kind = bridge_kind or m.default_bridge
         if kind == "ctc" and not encoder.has_ctc:
             if "conv" not in m.bridges:
@@ -154,16 +160,30 @@ class Engine:
         """Transcript from one encoder output: (text, decode result, bridge_s, transcript_s)."""
         bridge = bridge or self.bridge
         t0 = time.perf_counter()
-        speech = run_bridge(bridge.module, [enc.features], [enc.ctc_logits])[0]
-        t1 = time.perf_counter()
-        prefix = self.llm.speech_prefix(speech)
+        text_input = bridge.config.text_input
         use_draft = self.speculative if speculative is None else (speculative and self.encoder.has_ctc)
-        variants: list[list[int]] = []
-        early = 0
         spotter = self._spotter(bridge)
         # a personal CTC head (bridge) hears what the personalized bridge hears: it drafts and scores
         ctc_logits = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits) \
-            if (use_draft or self.ctc_weight > 0 or spotter is not None) else None
+            if (use_draft or self.ctc_weight > 0 or spotter is not None or text_input
+                or self.llm.prompt.transcript_source == "ctc") else None
+        if self.llm.prompt.transcript_source == "ctc" and ctc_logits is not None:
+            text = self.encoder.ctc_text(ctc_logits)
+            corrector = self._corrector(bridge)
+            if corrector is not None or spotter is not None:
+                log_probs = torch.log_softmax(ctc_logits.float(), -1)
+                text = corrector(text, log_probs) if corrector is not None else text
+                text = spotter(text, log_probs) if spotter is not None else text
+            t1 = time.perf_counter()
+            return text, DecodeResult([], 0, "ctc"), t1 - t0, 0.0
+        if text_input:  # the LLM reads its own tokens of the CTC reading (bridge.py)
+            speech = self.llm.embed_ids(self.llm.text_ids(self.encoder.ctc_text(ctc_logits)))[0]
+        else:
+            speech = run_bridge(bridge.module, [enc.features], [enc.ctc_logits])[0]
+        t1 = time.perf_counter()
+        prefix = self.llm.speech_prefix(speech)
+        variants: list[list[int]] = []
+        early = 0
         if use_draft and ctc_logits is not None:
             ctc_text = self.encoder.ctc_text(ctc_logits)
             merged = hint.draft(ctc_text) if hint is not None else None
@@ -173,8 +193,11 @@ class Engine:
             early = MAX_PROPOSAL if merged else FIRST_PROPOSAL
         chooser = None
         if self.ctc_weight > 0 and ctc_logits is not None:
+            if self._token_labels is None:
+                self._token_labels = token_labels(self.encoder.ctc_tokenizer, self.encoder.blank_id,
+                                                  self.llm.token_text)
             chooser = joint_chooser(torch.log_softmax(ctc_logits.float(), -1), self.encoder.blank_id,
-                                    self.encoder.ctc_tokenizer, self.llm.token_text, self.llm.transcript_stop_ids,
+                                    self._token_labels, self.llm.transcript_stop_ids,
                                     self.ctc_weight, lexicon=bridge.config.lexicon,
                                     lexicon_bonus=bridge.config.lexicon_bonus)
         result = decode(self.llm.model, prefix, max_new_tokens=self.llm.transcript_budget(duration_s),
@@ -184,6 +207,19 @@ class Engine:
         if spotter is not None and ctc_logits is not None:  # the user's names back in (spotting.py)
             text = spotter(text, torch.log_softmax(ctc_logits.float(), -1))
         return text, result, t1 - t0, time.perf_counter() - t1
+
+    def _corrector(self, bridge: LoadedBridge) -> Corrector | None:
+        """The vocabulary corrector (correct.py) of the bundle's words and the bridge's lexicon, or None."""
+        tol = self.llm.prompt.vocabulary_tolerance
+        if tol <= 0 or not (self.vocabulary or bridge.config.lexicon) or self.encoder.ctc_tokenizer is None:
+            return None
+        key = (bridge.config.lexicon, tol)
+        cached = self._correctors.get(key)
+        if cached is None:
+            cached = Corrector([*self.vocabulary, *bridge.config.lexicon], self.encoder.ctc_ids,
+                               int(self.encoder.blank_id), self.encoder.word_delimiter_id, tolerance=tol)
+            self._correctors = {key: cached}  # one bridge serves at a time
+        return cached
 
     def _spotter(self, bridge: LoadedBridge) -> Spotter | None:
         """The word spotter of a bridge whose config asks for one (its lexicon), built once per lexicon."""

@@ -99,13 +99,30 @@ class CtcPrefixScorer:
 
 
 class TokenLabels:
-    """LLM token id -> CTC label ids of its text (cached; tokens are mapped only when first seen)."""
+    """LLM token id -> CTC label ids of its text (cached; tokens are mapped only when first seen).
+
+    ``spellable(vocab_size)``: the tokens a transcript may use, those whose text is lowercase CTC
+    characters after at most a leading space. A subword vocabulary also holds capitalized, punctuated
+    and fragment tokens ("Ciuilu", " -", '"d'); with a high CTC weight those spell the CTC letters one
+    fragment at a time, and a frozen chat LLM then writes garbage a clean reading never had."""
 
     def __init__(self, token_text: Callable[[int], str], ctc_vocab: dict[str, int], delimiter: str) -> None:
         self.token_text = token_text
         self.vocab = ctc_vocab
         self.delim_id = ctc_vocab[delimiter]
         self.cache: dict[int, list[int]] = {}
+        self._spellable: torch.Tensor | None = None
+
+    def spellable(self, vocab_size: int) -> torch.Tensor:
+        if self._spellable is None or self._spellable.shape[0] != vocab_size:
+            letters = set(self.vocab) - {next(k for k, v in self.vocab.items() if v == self.delim_id)}
+            ok = torch.zeros(vocab_size, dtype=torch.bool)
+            for i in range(vocab_size):
+                text = self.token_text(i)
+                word = text[1:] if text[:1] == " " else text
+                ok[i] = bool(word) and all(ch in letters for ch in word)
+            self._spellable = ok
+        return self._spellable
 
     def __call__(self, token_id: int) -> list[int]:
         got = self.cache.get(token_id)
@@ -140,7 +157,7 @@ class JointChooser:
     def choose(self, logits: torch.Tensor) -> int:
         logp = torch.log_softmax(logits.float(), -1)
         k = min(self.top_k, logp.shape[-1])
-        top = logp.topk(k)
+        top = logp.masked_fill(~self.labels.spellable(logp.shape[-1]).to(logp.device), NEG).topk(k)
         cands = [int(t) for t in top.indices.tolist()]
         cands += [s for s in self.stop_ids if s not in cands and s < logp.shape[-1]]
         w = self.weight
@@ -192,13 +209,16 @@ class JointChooser:
         self._states = {}
 
 
-def joint_chooser(log_probs: torch.Tensor, blank_id: int, ctc_tokenizer, token_text: Callable[[int], str],
-                  stop_ids: set[int], weight: float, lexicon: Sequence[str] = (),
-                  lexicon_bonus: float = 0.0) -> JointChooser:
-    """A chooser for one utterance: CTC ``log_probs`` (frames, labels) from the encoder or the bridge."""
+def token_labels(ctc_tokenizer, blank_id: int, token_text: Callable[[int], str]) -> TokenLabels:
+    """The LLM-token -> CTC-label map of one encoder and LLM (built once per engine: its caches grow)."""
     delim = getattr(ctc_tokenizer, "word_delimiter_token", None) or "|"
     vocab = {t: i for t, i in ctc_tokenizer.get_vocab().items() if len(t) == 1 and i != blank_id}
     vocab[delim] = ctc_tokenizer.get_vocab()[delim]
+    return TokenLabels(token_text, vocab, delim)
+
+
+def joint_chooser(log_probs: torch.Tensor, blank_id: int, labels: TokenLabels, stop_ids: set[int], weight: float,
+                  lexicon: Sequence[str] = (), lexicon_bonus: float = 0.0) -> JointChooser:
+    """A chooser for one utterance: CTC ``log_probs`` (frames, labels) from the encoder or the bridge."""
     bias = LexiconBias(lexicon, lexicon_bonus) if lexicon and lexicon_bonus > 0 else None
-    return JointChooser(CtcPrefixScorer(log_probs, blank_id), TokenLabels(token_text, vocab, delim), stop_ids, weight,
-                        lexicon=bias)
+    return JointChooser(CtcPrefixScorer(log_probs, blank_id), labels, stop_ids, weight, lexicon=bias)

@@ -43,10 +43,16 @@ class CausalLM:
 
     @classmethod
     def load(cls, model_dir: str | Path, prompt: PromptFormat, *, identity: str,
-             device: str | torch.device = "auto") -> "CausalLM":
+             device: str | torch.device = "auto", data_dir: str | Path | None = None) -> "CausalLM":
+        """A transformers causal LM from ``model_dir``, or (``pretrained.json`` there) the pretrained LLM
+        it names, assembled into ``data_dir`` on first use (assistant/pretrained/)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model_dir = Path(model_dir)
+        if (model_dir / "pretrained.json").is_file():
+            from assistant.pretrained.assemble import resolve_pointer
+
+            model_dir = resolve_pointer(model_dir, data_dir) / "llm"
         dev = pick_device(device) if isinstance(device, str) else device
         dtype = torch.float16 if half_ok(dev) else torch.float32
         try:
@@ -105,6 +111,12 @@ class CausalLM:
 
     def transcript_budget(self, duration_s: float) -> int:
         return math.ceil(duration_s * self.prompt.transcript_tokens_per_s) + 8
+
+    def text_ids(self, text: str) -> list[int]:
+        """A CTC reading as the LLM's tokens (the prompt's draft case), at least one token: an empty
+        reading still gives the LLM a speech slot to read."""
+        text = text.lower() if self.prompt.draft_case == "lower" else text
+        return self._ids(" ".join(text.split()) or " ")
 
     def draft_variants(self, text: str, *, prefix: str = "") -> list[list[int]]:
         """Tokenizations of a CTC draft, without and with a leading space (BPE vocabularies mark word

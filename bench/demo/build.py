@@ -1,6 +1,6 @@
-"""Build the demo bundle from scratch: synthetic speech -> encoder, LLM, bridges -> assistant/demo/.
+"""Build a bundle from scratch: synthetic speech -> encoder, LLM, bridges (no pretrained model at all).
 
-    python -m bench.demo.build [--out assistant/demo] [--seed 0] [--quick]
+    python -m bench.demo.build [--out DIR] [--seed 0] [--quick]
 
 Seeded and reproducible on a 2-core CPU machine (stages run one after another: two trainings at
 once slow each other ~4x). Progress goes to stderr; the manifest records the recipe, the corpus
@@ -47,7 +47,11 @@ class Timer:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build the demo bundle from synthetic speech.")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "assistant" / "demo"))
+    from assistant.config import default_data_dir
+
+    ap.add_argument("--out", default=str(default_data_dir() / "bundles" / "demo-scratch"),
+                    help="bundle directory (default: <data dir>/bundles/demo-scratch; the shipped bundle is "
+                         "bench.real.build's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny corpus and few steps: checks the pipeline only")
     ap.add_argument("--work", default=None, help="corpus work dir (default: ~/.cache/assistant/demo-build)")
