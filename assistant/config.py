@@ -30,7 +30,7 @@ def default_data_dir() -> Path:
 
 
 def demo_bundle_dir() -> Path:
-    """The bundle shipped inside the package (built by the synthetic-speakers work)."""
+    """The bundle shipped inside the package, the default (built by ``python -m bench.real.build``)."""
     return Path(__file__).resolve().parent / "demo"
 
 
@@ -46,7 +46,7 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    bundle: str = ""  # empty: the shipped demo bundle if present, else <data_dir>/bundles/tiny
+    bundle: str = ""  # empty: the shipped bundle if present, else <data_dir>/bundles/tiny
     bridge_kind: str = ""  # empty: the bundle's default bridge
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     speculative: bool = True  # CTC-draft speculative transcript decoding when the encoder has a CTC head
@@ -238,7 +238,7 @@ class Config:
         return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
 
     def bundle_path(self) -> Path:
-        """The bundle to serve: configured, else the shipped demo, else the tiny dev bundle."""
+        """The bundle to serve: configured, else the shipped one, else the tiny dev bundle."""
         if self.engine.bundle:
             return Path(self.engine.bundle).expanduser()
         demo = demo_bundle_dir()

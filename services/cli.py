@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     def engine_opts(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG; any rate/channels)")
         sp.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
-        sp.add_argument("--bundle", metavar="DIR", help="model bundle (default: the configured one, else the demo)")
+        sp.add_argument("--bundle", metavar="DIR", help="model bundle (default: the configured one, else the shipped one)")
         sp.add_argument("--bridge-kind", choices=["conv", "ctc"], help="which bridge of the bundle to use")
         sp.add_argument("--device", help="auto, cpu, cuda, cuda:N")
         sp.add_argument("--no-speculative", action="store_true", help="plain greedy transcript decoding")

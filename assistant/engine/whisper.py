@@ -30,7 +30,6 @@ from assistant.errors import ModelFilesError
 
 CTC_JSON = "ctc.json"
 CTC_WEIGHTS = "ctc.safetensors"
-POINTER = "pretrained.json"
 
 
 class CtcModule(nn.Module):
