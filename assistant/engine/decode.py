@@ -35,7 +35,7 @@ ONE_TOKEN_WINDOW = 3
 class DecodeResult:
     token_ids: list[int]
     passes: int  # LLM forward passes, the prefill included
-    stopped_by: str  # "stop" (a stop token) or "max_tokens"
+    stopped_by: str  # "stop" (a stop token), "max_tokens", or "ctc" (the transcript is the CTC reading: no pass)
     draft_tokens: int = 0
     accepted_tokens: int = 0  # output tokens that came from the draft
 

@@ -169,13 +169,13 @@ class Engine:
                 or self.llm.prompt.transcript_source == "ctc") else None
         if self.llm.prompt.transcript_source == "ctc" and ctc_logits is not None:
             text = self.encoder.ctc_text(ctc_logits)
+            t1 = time.perf_counter()  # the reading is the bridge's part; correction and spotting the transcript's
             corrector = self._corrector(bridge)
             if corrector is not None or spotter is not None:
                 log_probs = torch.log_softmax(ctc_logits.float(), -1)
                 text = corrector(text, log_probs) if corrector is not None else text
                 text = spotter(text, log_probs) if spotter is not None else text
-            t1 = time.perf_counter()
-            return text, DecodeResult([], 0, "ctc"), t1 - t0, 0.0
+            return text, DecodeResult([], 0, "ctc"), t1 - t0, time.perf_counter() - t1
         if text_input:  # the LLM reads its own tokens of the CTC reading (bridge.py)
             speech = self.llm.embed_ids(self.llm.text_ids(self.encoder.ctc_text(ctc_logits)))[0]
         else:
