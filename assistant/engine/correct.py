@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from assistant.engine.spotting import ctc_align
+from assistant.engine.spotting import word_windows
 
 MAX_CANDIDATES = 24
 
@@ -67,25 +67,10 @@ class Corrector:
         words = text.split()
         if not words or all(w in self.known for w in words):
             return text
-        labels, owner = [], []
-        for i, w in enumerate(words):
-            ids = self.ctc_ids(w)
-            if labels and ids:
-                labels.append(self.delimiter)
-                owner.append(-1)
-            labels += ids
-            owner += [i] * len(ids)
         lp = log_probs.detach().float().cpu()
-        spans = ctc_align(lp.numpy(), labels, self.blank)
-        if spans is None:
+        window = word_windows(words, self.ctc_ids, lp.numpy(), self.blank, self.delimiter)
+        if window is None:
             return text
-        window: dict[int, list[int]] = {}
-        for k, ((a, b), i) in enumerate(zip(spans, owner)):
-            if i < 0:
-                continue
-            if i not in window:
-                window[i] = [spans[k - 1][1] + 1 if k > 0 else 0, b]
-            window[i][1] = spans[k + 1][0] - 1 if k + 1 < len(spans) else lp.shape[0] - 1
         out, i = [], 0
         while i < len(words):
             if words[i] in self.known or i not in window:

@@ -64,6 +64,36 @@ def ctc_align(log_probs: np.ndarray, labels: Sequence[int], blank: int) -> list[
     return [(a, b) for a, b in spans]
 
 
+def word_windows(words: Sequence[str], ctc_ids: Callable[[str], list[int]], log_probs: np.ndarray, blank: int,
+                 delimiter: int) -> dict[int, list[int]] | None:
+    """Each word's frames [first, last] in a CTC Viterbi alignment of the words to ``log_probs``: its own
+    frames plus the blanks around them, up to the delimiters that part it from its neighbours (a
+    delimiter's frames would favour longer words, which absorb them). Words without CTC labels have no
+    window; None when the words cannot be aligned to these frames."""
+    labels: list[int] = []
+    owner: list[int] = []  # label -> word index (-1: a delimiter)
+    for i, w in enumerate(words):
+        w_ids = ctc_ids(w)
+        if not w_ids:
+            continue
+        if labels:
+            labels.append(delimiter)
+            owner.append(-1)
+        labels += w_ids
+        owner += [i] * len(w_ids)
+    spans = ctc_align(log_probs, labels, blank)
+    if spans is None:
+        return None
+    window: dict[int, list[int]] = {}
+    for k, ((a, b), i) in enumerate(zip(spans, owner)):
+        if i < 0:
+            continue
+        if i not in window:
+            window[i] = [spans[k - 1][1] + 1 if k > 0 else 0, b]
+        window[i][1] = spans[k + 1][0] - 1 if k + 1 < len(spans) else log_probs.shape[0] - 1
+    return window
+
+
 class Spotter:
     """Respells a transcript with the lexicon words its CTC frames support (module docstring)."""
 
@@ -80,30 +110,10 @@ class Spotter:
         words = text.split()
         if not words or not self.candidates:
             return text
-        ids = [self.ctc_ids(w) for w in words]
-        labels: list[int] = []
-        owner: list[int] = []  # label -> word index (-1: a delimiter)
-        for i, w_ids in enumerate(ids):
-            if not w_ids:
-                continue
-            if labels:
-                labels.append(self.delimiter)
-                owner.append(-1)
-            labels += w_ids
-            owner += [i] * len(w_ids)
         lp = log_probs.detach().float().cpu()
-        spans = ctc_align(lp.numpy(), labels, self.blank)
-        if spans is None:
+        window = word_windows(words, self.ctc_ids, lp.numpy(), self.blank, self.delimiter)
+        if window is None:
             return text
-        # each word's window: its frames plus the blanks around them, up to the delimiters that part it
-        # from its neighbours (a delimiter's frames would favour longer words, which absorb them)
-        window: dict[int, list[int]] = {}
-        for k, ((a, b), i) in enumerate(zip(spans, owner)):
-            if i < 0:
-                continue
-            if i not in window:
-                window[i] = [spans[k - 1][1] + 1 if k > 0 else 0, b]
-            window[i][1] = spans[k + 1][0] - 1 if k + 1 < len(spans) else lp.shape[0] - 1
         found = []
         aligned = sorted(window)
         for n, i in enumerate(aligned):
