@@ -79,9 +79,9 @@ def whisper_source_of(bundle_dir) -> str | None:
     import json
     from pathlib import Path
 
-    from assistant.bundle import load_bundle
+    from assistant.bundle import POINTER_NAME, load_bundle
 
-    pointer = load_bundle(Path(bundle_dir)).encoder_dir / "pretrained.json"
+    pointer = load_bundle(Path(bundle_dir)).encoder_dir / POINTER_NAME
     try:
         return str(json.loads(pointer.read_text())["source"]) if pointer.is_file() else None
     except (OSError, ValueError, KeyError, TypeError):

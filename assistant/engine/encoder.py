@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from assistant.bundle import POINTER_NAME
 from assistant.errors import ModelFilesError
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class SpeechEncoder:
         model_dir = Path(model_dir)
         dev = pick_device(device) if isinstance(device, str) else device
         try:
-            if (model_dir / "pretrained.json").is_file():
+            if (model_dir / POINTER_NAME).is_file():
                 from assistant.engine.whisper import load_whisper_ctc
                 from assistant.pretrained.assemble import resolve_pointer
 

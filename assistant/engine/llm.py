@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from assistant.bundle import PromptFormat
+from assistant.bundle import POINTER_NAME, PromptFormat
 from assistant.engine.encoder import half_ok, pick_device
 from assistant.errors import ModelFilesError
 
@@ -49,7 +49,7 @@ class CausalLM:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model_dir = Path(model_dir)
-        if (model_dir / "pretrained.json").is_file():
+        if (model_dir / POINTER_NAME).is_file():
             from assistant.pretrained.assemble import resolve_pointer
 
             model_dir = resolve_pointer(model_dir, data_dir) / "llm"

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from assistant.bundle import POINTER_NAME
 from assistant.errors import ModelFilesError
 from assistant.pretrained.sources import SOURCES, WeightSource, get_source, package_file
 
@@ -202,8 +203,6 @@ def _convert_gguf(gguf: Path, out: Path) -> str:
     return canonical_digest({k: v.numpy() for k, v in state.items()})
 
 
-POINTER = "pretrained.json"
-
 
 def resolve_pointer(component_dir: str | Path, data_dir: str | Path | None = None) -> Path:
     """A bundle component that names a pretrained model (``pretrained.json``: ``{"source": NAME}``)
@@ -211,10 +210,10 @@ def resolve_pointer(component_dir: str | Path, data_dir: str | Path | None = Non
     ``data_dir`` None: the default data directory."""
     component_dir = Path(component_dir)
     try:
-        pointer = json.loads((component_dir / POINTER).read_text(encoding="utf-8"))
+        pointer = json.loads((component_dir / POINTER_NAME).read_text(encoding="utf-8"))
         name = pointer["source"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFilesError(f"{component_dir / POINTER} is unreadable: {exc}",
+        raise ModelFilesError(f"{component_dir / POINTER_NAME} is unreadable: {exc}",
                               fix='it holds {"source": NAME}, NAME one of ' + ", ".join(sorted(SOURCES))) from exc
     if data_dir is None:
         from assistant.config import default_data_dir

@@ -137,7 +137,9 @@ def pointer_note(component_dir: Path) -> str | None:
     here; None for a component that holds its own weights."""
     import json
 
-    pointer = Path(component_dir) / "pretrained.json"
+    from assistant.bundle import POINTER_NAME
+
+    pointer = Path(component_dir) / POINTER_NAME
     if not pointer.is_file():
         return None
     try:

@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from assistant.bundle import BundleManifest, ComponentSpec, PromptFormat, save_manifest
+from assistant.bundle import POINTER_NAME, BundleManifest, ComponentSpec, PromptFormat, save_manifest
 
 TRANSCRIPT_SYSTEM = ("You turn a speech recognizer's rough reading of a spoken request to a voice assistant "
                      "into the words the user said: lowercase words, numbers spelled out, no punctuation.")
@@ -53,11 +53,11 @@ def write_components(tmp: Path, ctc, vocab: dict[str, int], whisper_source: str,
     save_ctc(ctc, vocab["<pad>"], enc, recipe=recipe, whisper=whisper_source)
     for name in ("config.json", "preprocessor_config.json"):
         shutil.copyfile(whisper_dir / "encoder" / name, enc / name)
-    (enc / "pretrained.json").write_text(json.dumps({"source": whisper_source}) + "\n")
+    (enc / POINTER_NAME).write_text(json.dumps({"source": whisper_source}) + "\n")
     (enc / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     Wav2Vec2CTCTokenizer(str(enc / "vocab.json"), word_delimiter_token="|").save_pretrained(enc)
     (tmp / "llm").mkdir(parents=True, exist_ok=True)
-    (tmp / "llm" / "pretrained.json").write_text(json.dumps({"source": llm_source}) + "\n")
+    (tmp / "llm" / POINTER_NAME).write_text(json.dumps({"source": llm_source}) + "\n")
     w_info = read_info(whisper_dir)
     h = hashlib.sha256(w_info["digest"].encode())
     h.update((enc / CTC_WEIGHTS).read_bytes())
