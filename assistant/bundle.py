@@ -4,6 +4,7 @@
     <bundle>/encoder/          a transformers speech encoder (save_pretrained + feature extractor)
     <bundle>/llm/              a transformers causal LM + tokenizer
     <bundle>/bridge/<kind>/    bridge checkpoints (bridge.json + bridge.safetensors), one per kind
+    <bundle>/reply_adapter/    optional: low-rank weights the LLM uses for replies (engine/adapter.py)
 
 Each component path in the manifest is relative to the bundle (or absolute), so any of the
 three can be swapped by editing its path and its ``id`` (``fingerprint()`` of the new directory). Component identities (``id``) are fingerprints of
@@ -117,6 +118,9 @@ class BundleManifest:
     prompt: PromptFormat = PromptFormat()
     bridges: dict[str, str] = field(default_factory=dict)
     default_bridge: str | None = None
+    # directory of the LLM's reply adapter (engine/adapter.py), relative to the bundle; None: replies come
+    # from the LLM as it is
+    reply_adapter: str | None = None
     description: str = ""
     is_noise: bool = False
     build: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +146,10 @@ class Bundle:
     @property
     def llm_dir(self) -> Path:
         return _resolve(self.root, self.manifest.llm.path)
+
+    @property
+    def reply_adapter_dir(self) -> Path | None:
+        return _resolve(self.root, self.manifest.reply_adapter) if self.manifest.reply_adapter else None
 
     def vocabulary(self) -> tuple[str, ...]:
         """The bundle's vocabulary (``vocabulary.txt``: the words of its training text), or ()."""
@@ -217,6 +225,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
                 f"bundle {root}: {label} directory {d} has no config.json (nor {POINTER_NAME})",
                 fix="re-create the bundle or fix the path in manifest.json",
             )
+    adapter = bundle.reply_adapter_dir
+    if adapter is not None and not adapter.is_dir():
+        raise ModelFilesError(f"bundle {root}: reply_adapter directory {adapter} does not exist",
+                              fix="re-create the bundle or remove reply_adapter from manifest.json")
     return bundle
 
 

@@ -8,7 +8,10 @@ one writes an ordinary bundle (see :mod:`assistant.bundle`) to ``<data_dir>/bund
     <data_dir>/bundles/<name>/encoder/   snapshot of the encoder repo (weights, config, preprocessor)
     <data_dir>/bundles/<name>/llm/       snapshot of the LLM repo (weights, config, tokenizer, chat template)
 
-A freshly pulled bundle has no bridge: personalized alignment trains one for its user.
+A pulled bundle serves at once: every preset's encoder has a CTC head (English characters), so the
+pull writes a text-input ctc bridge (engine/bridge.py), which has no trained parameters: the transcript
+is the encoder's own CTC reading and the LLM writes the reply. Personalized alignment then trains the
+user's bridge on top of it, as on any bundle.
 
 The download goes to ``<name>.partial`` next to the final directory and is renamed only when
 every component is complete and the manifest is written, so a failed or interrupted pull never
@@ -114,7 +117,9 @@ def allow_patterns(component: str, repo_files: Iterable[str] | None = None) -> l
 
 # Speech prompt for instruct LLMs: the transcript is drafted after a plain-text instruction and
 # the speech embeddings; the reply uses the tokenizer's chat template. Qwen has no bos token.
-# CTC-fine-tuned wav2vec2/HuBERT spell in upper case, so their drafts are lower-cased.
+# CTC-fine-tuned wav2vec2/HuBERT spell in upper case, so their drafts and readings are lower-cased.
+# The transcript is the CTC reading (transcript_source "ctc"): the bridge pull writes has nothing the
+# LLM was trained to read, and a reading rewritten by an LLM that never saw the speech only drifts.
 _QWEN_PROMPT = PromptFormat(
     instruction="Transcribe the speech.",
     separator="\nTranscript:",
@@ -126,6 +131,7 @@ _QWEN_PROMPT = PromptFormat(
     response_max_new_tokens=64,
     history_turns=3,
     draft_case="lower",
+    transcript_source="ctc",
 )
 
 
@@ -408,13 +414,15 @@ def pull(
         label: ComponentSpec(path=label, id=fingerprint(partial / label, f"{repo}@{revision}"))
         for label, (repo, revision, _commit) in components.items()
     }
+    progress("writing the zero-shot ctc bridge (the encoder's own CTC head, no training)")
+    write_zero_shot_bridge(partial, specs["encoder"].id, specs["llm"].id)
     manifest = BundleManifest(
         name=name,
         encoder=specs["encoder"],
         llm=specs["llm"],
         prompt=preset.prompt,
-        bridges={},
-        default_bridge=None,
+        bridges={"ctc": ZERO_SHOT_BRIDGE},
+        default_bridge="ctc",
         description=preset.description,
         is_noise=False,
         build={
@@ -438,8 +446,35 @@ def pull(
         os.replace(final, old)
     os.replace(partial, final)
     shutil.rmtree(old, ignore_errors=True)
-    progress(f"pulled {name} to {final} (no bridge yet: run personalized alignment)")
+    progress(f"pulled {name} to {final}: it serves with the zero-shot ctc bridge; personalized alignment "
+             "trains the user's own")
     return final
+
+
+ZERO_SHOT_BRIDGE = "bridge/ctc"
+
+
+def write_zero_shot_bridge(root: Path, encoder_id: str, llm_id: str) -> None:
+    """The text-input ctc bridge of a pulled bundle: it needs the encoder's CTC head and nothing trained."""
+    def config(label: str) -> dict[str, Any]:
+        try:
+            data = json.loads((root / label / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelFilesError(f"{root / label / 'config.json'} is unreadable: {exc}") from exc
+        return data if isinstance(data, dict) else {}
+
+    enc, llm = config("encoder"), config("llm")
+    if not any(str(a).endswith("ForCTC") for a in enc.get("architectures") or []):
+        raise ModelFilesError(f"the pulled encoder in {root / 'encoder'} has no CTC head "
+                              f"(architectures {enc.get('architectures')}): no bridge can serve it untrained",
+                              fix="pick a preset whose encoder is fine-tuned for CTC")
+    from assistant.engine.checkpoint import new_bridge, save_bridge
+
+    bridge = new_bridge("ctc", encoder_dim=int(enc.get("hidden_size", 1)), llm_dim=int(llm.get("hidden_size", 1)),
+                        encoder_id=encoder_id, llm_id=llm_id, hidden_dim=0,
+                        ctc_blank_id=int(enc.get("pad_token_id") or 0), version="zero-shot-ctc", text_input=True)
+    save_bridge(bridge, root / ZERO_SHOT_BRIDGE,
+                training={"note": "text input: no trained parameters; the encoder's own CTC head reads"})
 
 
 # --------------------------------------------------------------------------- list
@@ -461,7 +496,7 @@ def _bundle_row(name: str, kind: str, path: Path) -> dict[str, Any]:
     if not m.bridges:
         notes.append(NOTE_NO_BRIDGE)
     elif m.default_bridge:
-        notes.append(f"default bridge: {m.default_bridge}")
+        notes.append(f"serves with its {m.default_bridge} bridge")
     from assistant.pretrained.sources import pointer_note
 
     pretrained = [n for n in (pointer_note(bundle.encoder_dir), pointer_note(bundle.llm_dir)) if n]

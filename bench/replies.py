@@ -1,13 +1,15 @@
-"""Reply quality: the bundle's LLM answering held-out requests (from their text), per reply prompt.
+"""Reply quality: the bundle's LLM answering held-out requests, from their text or from their speech.
 
-    python -m bench.replies [--bundle DIR] [--n 20] [--seed 0]
+    python -m bench.replies [--bundle DIR] [--n 100] [--seed 0] [--speech VOICE ...] [--prompts]
 
-Each request is a base test sentence (never in any training text) with its template reply. Per prompt
-variant: ``exact`` (the normalized reply equals the reference) and ``slots kept`` (every word of more
-than three letters that the reference reply shares with the request, i.e. its names, numbers, rooms,
-times and places, appears in the reply, and the reply is no apology), and seconds per reply. The
-variants: the bundle's own prompt, no system prompt, and a short system prompt with and without the
-copy bonus (``prompt.response_copy_bonus``).
+Each request is a base TEST sentence (never in any training text, the reply adapter's included) with
+its template reply. Scores: ``exact`` (the normalized reply equals the reference), ``equivalent`` (the
+same words in another order: "turning the fan off" for "turning off the fan"), ``slots kept`` (every
+word of more than three letters that the reference shares with the request, i.e. its names, numbers,
+rooms, times and places, is in the reply, and the reply is no apology), per domain, and seconds per
+reply. ``--speech held-out|flite|festival|sox``: the same requests spoken by that new-user voice
+(VAD-framed), transcribed by the bundle, and the reply written from that transcript. ``--prompts``:
+also the LLM without the reply adapter and with other reply prompts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 import os
 import sys
 import time
+from collections import Counter
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -30,45 +33,101 @@ def slots(request: str, reply: str) -> list[str]:
     return [w for w in normalize(reply).split() if w in words and len(w) > 3]
 
 
-def score(engine, pairs) -> dict:
+def judge(request: str, reply: str, ref: str) -> dict[str, bool]:
     from assistant.metrics import normalize
 
-    exact = kept = 0
+    got, want = normalize(reply).split(), normalize(ref).split()
+    return {"exact": got == want, "equivalent": Counter(got) == Counter(want),
+            "slots_kept": all(w in got for w in slots(request, ref)) and "sorry" not in reply.lower()}
+
+
+def score(engine, pairs, transcripts=None) -> dict:
+    """Replies to ``pairs`` (request, reference reply); ``transcripts``: what the engine heard instead of
+    the request text (the reference stays the reply to what was said)."""
+    totals: Counter = Counter()
+    by_domain: dict[str, Counter] = {}
     t0 = time.perf_counter()
     examples = []
-    for request, ref in pairs:
-        reply, _ = engine.respond_text(request)
-        exact += normalize(reply) == normalize(ref)
-        kept += all(w in normalize(reply).split() for w in slots(request, ref)) and "sorry" not in reply.lower()
-        examples.append((request, reply))
-    return {"exact": exact, "slots_kept": kept, "n": len(pairs),
-            "seconds_per_reply": round((time.perf_counter() - t0) / max(len(pairs), 1), 2), "examples": examples[:3]}
+    for i, (request, ref, *domain) in enumerate(pairs):
+        heard = transcripts[i] if transcripts is not None else request
+        reply, _ = engine.respond_text(heard)
+        verdict = judge(request, reply, ref)
+        totals.update(k for k, v in verdict.items() if v)
+        d = by_domain.setdefault(domain[0] if domain else "all", Counter())
+        d.update(["n", *(k for k, v in verdict.items() if v)])
+        if not verdict["equivalent"] and len(examples) < 4:
+            examples.append((heard, reply, ref))
+    n = len(pairs)
+    return {"exact": totals["exact"], "equivalent": totals["equivalent"], "slots_kept": totals["slots_kept"],
+            "n": n, "seconds_per_reply": round((time.perf_counter() - t0) / max(n, 1), 3),
+            "by_domain": {k: f"{v['equivalent']}/{v['n']}" for k, v in sorted(by_domain.items())},
+            "misses": examples}
+
+
+def heard(engine, utterances, voice: str, seed: int) -> tuple[list[str], float]:
+    """Transcripts of ``utterances`` spoken by a new-user voice, VAD-framed; and their WER."""
+    from assistant.metrics import wer
+    from assistant.synth.voices import synthesize
+    from assistant.synth.voices_sets import heldout_voice_for
+    from bench.demo.augment import vad_framed
+    from bench.real.corpora import NEW_USERS
+
+    waves = []
+    for i, u in enumerate(utterances):
+        spec = heldout_voice_for(u.id, seed) if voice == "held-out" else NEW_USERS[voice]
+        waves.append(vad_framed(synthesize(spec, u.text, seed=seed), i))
+    encoded = engine.encoder.encode_many(waves)
+    hyps = [engine.transcribe_encoded(e, len(w) / 16000)[0] for e, w in zip(encoded, waves)]
+    return hyps, wer([u.text for u in utterances], hyps).rate
+
+
+def row(name: str, r: dict) -> str:
+    n = r["n"]
+    return (f"| {name} | {r['exact']} / {n} | {r['equivalent']} / {n} | {r['slots_kept']} / {n} | "
+            f"{r['seconds_per_reply']} | {' '.join(f'{k} {v}' for k, v in r['by_domain'].items())} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.replies", description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", default=None, help="bundle directory (default: the configured one)")
-    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speech", nargs="*", default=[], choices=["held-out", "flite", "festival", "sox"],
+                    help="also from the speech of these new-user voices")
+    ap.add_argument("--prompts", action="store_true", help="also without the adapter and with other prompts")
     args = ap.parse_args(argv)
     from assistant.config import load_config
     from assistant.engine.engine import Engine
     from assistant.synth import text as tx
 
     cfg = load_config(None)
-    engine = Engine.from_bundle(args.bundle or cfg.bundle_path(), device="cpu", data_dir=cfg.data_path)
-    pairs = [(u.text, u.reply) for u in tx.base_sentences(args.seed)["test"][: args.n]]
-    base = engine.llm.prompt
-    variants = {"bundle's prompt": {}, "no system prompt": {"system_prompt": None, "response_copy_bonus": 0.0},
-                "short": {"system_prompt": SHORT, "response_copy_bonus": 0.0},
-                "short + copy bonus 0.5": {"system_prompt": SHORT, "response_copy_bonus": 0.5}}
-    print(f"| prompt | exact | slots kept | s per reply |\n|---|---|---|---|")
-    for name, change in variants.items():
-        engine.llm.prompt = dataclasses.replace(base, **change)
-        r = score(engine, pairs)
-        print(f"| {name} | {r['exact']} / {r['n']} | {r['slots_kept']} / {r['n']} | {r['seconds_per_reply']} |")
-        for request, reply in r["examples"]:
-            print(f"|   e.g. | {request!r} -> {reply!r} | | |")
+    path = args.bundle or cfg.bundle_path()
+    engine = Engine.from_bundle(path, device="cpu", data_dir=cfg.data_path)
+    tests = tx.base_sentences(args.seed)["test"][: args.n]
+    pairs = [(u.text, u.reply, u.domain) for u in tests]
+    print("| replies | exact | equivalent | slots kept | s per reply | equivalent by domain |\n|---|---|---|---|---|---|")
+    variants = {"the bundle's (text)": (engine, {})}
+    if args.prompts:
+        plain = Engine.from_bundle(path, device="cpu", data_dir=cfg.data_path, reply_adapter=False)
+        variants |= {"no adapter, bundle's prompt": (plain, {}),
+                     "no adapter, no system prompt": (plain, {"system_prompt": None, "response_copy_bonus": 0.0}),
+                     "no adapter, short": (plain, {"system_prompt": SHORT, "response_copy_bonus": 0.0}),
+                     "no adapter, short + copy bonus 0.5": (plain, {"system_prompt": SHORT,
+                                                                    "response_copy_bonus": 0.5})}
+    for name, (eng, change) in variants.items():
+        base = eng.llm.prompt
+        eng.llm.prompt = dataclasses.replace(base, **change)
+        r = score(eng, pairs)
+        eng.llm.prompt = base
+        print(row(name, r))
+        for said, reply, ref in r["misses"][:2]:
+            print(f"|   e.g. | {said!r} -> {reply!r} (want {ref!r}) | | | | |")
+    for voice in args.speech:
+        hyps, rate = heard(engine, tests, voice, args.seed)
+        r = score(engine, pairs, hyps)
+        print(row(f"from {voice} speech (transcript WER {rate:.3f})", r))
+        for said, reply, ref in r["misses"][:2]:
+            print(f"|   e.g. | heard {said!r} -> {reply!r} (want {ref!r}) | | | | |")
     return 0
 
 

@@ -7,6 +7,7 @@ unreachable hub (this machine has no route to huggingface.co) or a closed local 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sys
 import time
@@ -231,7 +232,10 @@ def test_pull_writes_manifest_and_renames(tmp_path: Path, monkeypatch: pytest.Mo
         local = Path(local_dir)
         assert local.parent.name.endswith(".partial")
         (local / ".cache" / "huggingface").mkdir(parents=True)
-        (local / "config.json").write_text(json.dumps({"repo": repo_id}))
+        config = {"repo": repo_id, "hidden_size": 896}
+        if "wav2vec2" in repo_id:
+            config |= {"architectures": ["Wav2Vec2ForCTC"], "hidden_size": 768, "pad_token_id": 0}
+        (local / "config.json").write_text(json.dumps(config))
         (local / "model.safetensors").write_bytes(repo_id.encode())
         return str(local)
 
@@ -242,7 +246,9 @@ def test_pull_writes_manifest_and_renames(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "bundles" / (DEFAULT_PRESET + ".partial")).exists()
     assert not (path / "encoder" / ".cache").exists()
     m = load_bundle(path).manifest
-    assert m.bridges == {} and m.default_bridge is None and not m.is_noise
+    assert m.bridges == {"ctc": "bridge/ctc"} and m.default_bridge == "ctc" and not m.is_noise
+    bridge = json.loads((path / "bridge" / "ctc" / "bridge.json").read_text())
+    assert bridge["text_input"] and bridge["encoder_id"] == m.encoder.id and bridge["llm_id"] == m.llm.id
     assert m.encoder.id.startswith("facebook/wav2vec2-base-960h@main@")
     assert m.llm.id.startswith("Qwen/Qwen2.5-0.5B-Instruct@main@")
     assert m.build["preset"] == DEFAULT_PRESET and m.build["llm_commit"] == "a" * 40 and m.build["pulled_at"]
@@ -304,3 +310,49 @@ def test_list_shows_demo_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     rows = [r for r in list_bundles(tmp_path / "data") if r["kind"] == "demo"]
     assert len(rows) == 1 and rows[0]["name"] == "demo-synthetic" and rows[0]["path"] == str(demo)
     assert "no trained bridge yet" in rows[0]["note"]
+
+
+def _fake_hub(monkeypatch: pytest.MonkeyPatch, files: dict[str, Path]) -> None:
+    """The hub as ``pull`` sees it, serving local model directories (``files``: repo substring -> dir)."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(presets, "check_connectivity", lambda *a, **k: None)
+
+    class Info:
+        sha = "b" * 40
+        siblings = []
+
+    def fake_snapshot(repo_id, *, local_dir, **_kw):
+        src = next(d for key, d in files.items() if key in repo_id)
+        shutil.copytree(src, local_dir, dirs_exist_ok=True)
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, *a, **k: Info())
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+
+
+def test_pulled_preset_serves_with_the_zero_shot_bridge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        tiny_chat_bundle: Path, no_demo: None) -> None:
+    """Real pull code against a fake hub of tiny real models: the pulled bundle answers a turn at once."""
+    from assistant.engine.engine import Engine
+    from tests.conftest import noise_wave
+
+    _fake_hub(monkeypatch, {"wav2vec2": tiny_chat_bundle / "encoder", "Qwen": tiny_chat_bundle / "llm"})
+    path = pull(DEFAULT_PRESET, tmp_path, progress=lambda _m: None)
+    turn = Engine.from_bundle(path, device="cpu").run(noise_wave(1.0, 3))
+    assert isinstance(turn.transcript, str) and turn.transcript == turn.transcript.lower()
+    assert isinstance(turn.response, str)
+    row = next(r for r in list_bundles(tmp_path) if r["name"] == DEFAULT_PRESET)
+    assert row["pulled"] and row["bridges"] == ["ctc"] and "serves with its ctc bridge" in row["note"]
+
+
+def test_pull_of_an_encoder_without_ctc_head_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      tiny_chat_bundle: Path) -> None:
+    no_head = tmp_path / "no-head"
+    shutil.copytree(tiny_chat_bundle / "encoder", no_head)
+    cfg = json.loads((no_head / "config.json").read_text())
+    cfg["architectures"] = ["HubertModel"]
+    (no_head / "config.json").write_text(json.dumps(cfg))
+    _fake_hub(monkeypatch, {"wav2vec2": no_head, "Qwen": tiny_chat_bundle / "llm"})
+    with pytest.raises(ModelFilesError, match="has no CTC head"):
+        pull(DEFAULT_PRESET, tmp_path / "data", progress=lambda _m: None)
+    _assert_no_bundle(tmp_path / "data", DEFAULT_PRESET)

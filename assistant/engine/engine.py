@@ -101,14 +101,16 @@ class Engine:
 
     @classmethod
     def from_bundle(cls, path: str | Path, *, bridge_kind: str | None = None, device: str = "auto",
-                    speculative: bool = True, data_dir: str | Path | None = None) -> "Engine":
+                    speculative: bool = True, data_dir: str | Path | None = None,
+                    reply_adapter: bool = True) -> "Engine":
         """``data_dir``: where pretrained weights are assembled for a bundle that names them (None: the
-        default data directory)."""
+        default data directory). ``reply_adapter=False``: the LLM without the bundle's reply adapter."""
         bundle = load_bundle(path)
         m = bundle.manifest
         dev = pick_device(device)
         encoder = SpeechEncoder.load(bundle.encoder_dir, identity=m.encoder.id, device=dev, data_dir=data_dir)
-        llm = CausalLM.load(bundle.llm_dir, m.prompt, identity=m.llm.id, device=dev, data_dir=data_dir)
+        llm = CausalLM.load(bundle.llm_dir, m.prompt, identity=m.llm.id, device=dev, data_dir=data_dir,
+                            reply_adapter_dir=bundle.reply_adapter_dir if reply_adapter else None)
         kind = bridge_kind or m.default_bridge
         if kind == "ctc" and not encoder.has_ctc:
             if "conv" not in m.bridges:
@@ -169,6 +171,8 @@ class Engine:
                 or self.llm.prompt.transcript_source == "ctc") else None
         if self.llm.prompt.transcript_source == "ctc" and ctc_logits is not None:
             text = self.encoder.ctc_text(ctc_logits)
+            if self.llm.prompt.draft_case == "lower":  # an upper-case CTC vocabulary (wav2vec2) reads as typed
+                text = text.lower()
             t1 = time.perf_counter()  # the reading is the bridge's part; correction and spotting the transcript's
             corrector = self._corrector(bridge)
             if corrector is not None or spotter is not None:
@@ -242,8 +246,10 @@ class Engine:
         words = request_words(transcript) if bonus > 0 else []
         chooser = BiasChooser(LexiconBias(words, bonus), self.llm.token_text, self.llm.response_stop_ids) \
             if words else None
-        result = decode(self.llm.model, self.llm.embed_ids(ids), max_new_tokens=self.llm.prompt.response_max_new_tokens,
-                        stop_ids=self.llm.response_stop_ids, chooser=chooser)
+        with self.llm.replying():
+            result = decode(self.llm.model, self.llm.embed_ids(ids),
+                            max_new_tokens=self.llm.prompt.response_max_new_tokens,
+                            stop_ids=self.llm.response_stop_ids, chooser=chooser)
         reply = self.llm.decode_text(result.token_ids)
         if self.history.maxlen:
             self.history.append((transcript, reply))

@@ -7,6 +7,7 @@ manifest's documented plain template (``plain``), with a short history of earlie
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Sequence
@@ -19,8 +20,10 @@ from assistant.errors import ModelFilesError
 
 
 class CausalLM:
-    def __init__(self, model, tokenizer, prompt: PromptFormat, *, identity: str, device: torch.device) -> None:
+    def __init__(self, model, tokenizer, prompt: PromptFormat, *, identity: str, device: torch.device,
+                 reply_adapter=None) -> None:
         self.model = model
+        self.reply_adapter = reply_adapter  # engine/adapter.py ReplyAdapter, on inside replying() only
         self.tokenizer = tokenizer
         self.prompt = prompt
         self.identity = identity
@@ -43,9 +46,11 @@ class CausalLM:
 
     @classmethod
     def load(cls, model_dir: str | Path, prompt: PromptFormat, *, identity: str,
-             device: str | torch.device = "auto", data_dir: str | Path | None = None) -> "CausalLM":
+             device: str | torch.device = "auto", data_dir: str | Path | None = None,
+             reply_adapter_dir: str | Path | None = None) -> "CausalLM":
         """A transformers causal LM from ``model_dir``, or (``pretrained.json`` there) the pretrained LLM
-        it names, assembled into ``data_dir`` on first use (assistant/pretrained/)."""
+        it names, assembled into ``data_dir`` on first use (assistant/pretrained/); with
+        ``reply_adapter_dir``, the reply adapter trained for it (engine/adapter.py)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model_dir = Path(model_dir)
@@ -67,7 +72,16 @@ class CausalLM:
             raise ModelFilesError(f"the LLM in {model_dir} has no chat template but the manifest asks for "
                                   "prompt.response = 'chat'", fix="set prompt.response to 'plain'")
         model = model.to(dev).eval().requires_grad_(False)
-        return cls(model, tok, prompt, identity=identity, device=dev)
+        adapter = None
+        if reply_adapter_dir is not None:
+            from assistant.engine.adapter import load_adapter
+
+            adapter = load_adapter(reply_adapter_dir, model, llm_id=identity)
+        return cls(model, tok, prompt, identity=identity, device=dev, reply_adapter=adapter)
+
+    def replying(self) -> contextlib.AbstractContextManager:
+        """Inside: the LLM with its reply adapter, for this thread (the LLM as it is when it has none)."""
+        return self.reply_adapter.active() if self.reply_adapter is not None else contextlib.nullcontext()
 
     def _single_token(self, text: str, key: str) -> list[int]:
         tid = self.tokenizer.convert_tokens_to_ids(text)

@@ -6,6 +6,7 @@
                         vocab.json + tokenizer_config.json (its characters)
     <bundle>/llm/       pretrained.json (the LLM source)
     <bundle>/bridge/ctc/  the text-input ctc bridge (engine/bridge.py)
+    <bundle>/reply_adapter/  the LLM's reply adapter (engine/adapter.py, trained by reply_adapter.py)
     <bundle>/regression/, <bundle>/replay/  cached generic sets for the alignment gate and replay
 """
 
@@ -17,11 +18,12 @@ import shutil
 from pathlib import Path
 
 from assistant.bundle import POINTER_NAME, BundleManifest, ComponentSpec, PromptFormat, save_manifest
+from bench.real import reply_adapter
 
 TRANSCRIPT_SYSTEM = ("You turn a speech recognizer's rough reading of a spoken request to a voice assistant "
                      "into the words the user said: lowercase words, numbers spelled out, no punctuation.")
-# The reply prompt: of the three tried on 20 held-out requests (bench/RESULTS.md, "Replies"), this with a
-# copy bonus kept the request's names and numbers most often; the frozen 135M LLM still answers badly.
+# The reply prompt the reply adapter is trained in (reply_adapter.py); the build then keeps the copy bonus
+# (0 or this) that answers more held-out requests right with the adapter.
 REPLY_SYSTEM = "You are a voice assistant. Reply in one short sentence that says what you are doing for the user."
 REPLY_COPY_BONUS = 0.5
 
@@ -67,12 +69,13 @@ def write_components(tmp: Path, ctc, vocab: dict[str, int], whisper_source: str,
 
 def write_manifest(out: Path, *, name: str, enc_id: str, llm_id: str, build: dict, metrics: dict,
                    joint_ctc_weight: float, transcript_source: str, vocabulary_tolerance: float,
-                   description: str) -> None:
+                   response_copy_bonus: float, description: str) -> None:
     import dataclasses
 
     save_manifest(out, BundleManifest(
         name=name, description=description,
         encoder=ComponentSpec(path="encoder", id=enc_id), llm=ComponentSpec(path="llm", id=llm_id),
         prompt=dataclasses.replace(PROMPT, joint_ctc_weight=joint_ctc_weight, transcript_source=transcript_source,
-                                   vocabulary_tolerance=vocabulary_tolerance),
-        bridges={"ctc": "bridge/ctc"}, default_bridge="ctc", is_noise=False, build=build, metrics=metrics))
+                                   vocabulary_tolerance=vocabulary_tolerance, response_copy_bonus=response_copy_bonus),
+        bridges={"ctc": "bridge/ctc"}, default_bridge="ctc", reply_adapter=reply_adapter.ADAPTER_DIR,
+        is_noise=False, build=build, metrics=metrics))

@@ -6,7 +6,8 @@ frozen pretrained LLM.
 
 Seeded, one command, on a 2-core CPU. Stages: the corpus (many voices, the new users held out,
 corpora.py), Whisper frames of every clip (cached, frames.py), the CTC module (ctc_train.py), the
-bridge into the LLM (bridge stage), then the bundle directory with only what this project trained
+bridge into the LLM (bridge stage), the LLM's reply adapter (reply_adapter.py), then the bundle
+directory with only what this project trained
 (the pretrained weights come from their packages on first use: assistant/pretrained/). The manifest
 records the recipe, the time of each stage and every figure.
 """
@@ -30,7 +31,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from bench.demo import assemble as demo_assemble, augment  # noqa: E402
 from bench.demo.build import Timer, log  # noqa: E402
-from bench.real import assemble as real_assemble, corpora, ctc_train, frames  # noqa: E402
+from bench.real import assemble as real_assemble, corpora, ctc_train, frames, reply_adapter  # noqa: E402
 
 FULL = {"train": 4000, "dev": 300, "test": 300, "weight_dev": 100, "eval": 100, "regression": 150}
 QUICK = {"train": 120, "dev": 20, "test": 20, "weight_dev": 10, "eval": 10, "regression": 10}
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=None, help="work dir (default: ~/.cache/assistant/real-build)")
     ap.add_argument("--data-dir", default=None, help="where the pretrained weights are assembled")
     ap.add_argument("--ctc-steps", type=int, default=None)
+    ap.add_argument("--reply-steps", type=int, default=None)
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
@@ -128,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         ctc_r = replace(ctc_r, steps=30)
     if args.ctc_steps:
         ctc_r = replace(ctc_r, steps=args.ctc_steps)
+    reply_r = reply_adapter.ReplyRecipe(seed=args.seed)
+    if args.quick:
+        reply_r = replace(reply_r, steps=3, batch=2)
+    if args.reply_steps:
+        reply_r = replace(reply_r, steps=args.reply_steps)
 
     sets = timer.run("corpus", corpora.build, sizes, seed=args.seed, work=str(work / "corpus"))
     train_rows, dev_rows = sets.pop("train"), sets.pop("dev")
@@ -192,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics[name] = res
         log(f"{name}: WER {res['wer']:.3f} {res['wer_ci95']} CER {res['cer']:.3f} (n={res['n']}); "
             f"faster-whisper {peer['wer']:.3f} {peer['wer_ci95']}")
+    metrics["replies"] = reply_adapter.stage(engine, tmp, reply_r, seed=args.seed, n_eval=sizes["eval"],
+                                             timer=timer, log=log)
     reg = sizes["regression"]
     timer.run("regression set", demo_assemble.save_regression, tmp, engine, sets["test-heldout"][:reg],
               test_waves["test-heldout"][:reg])
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
               [augment.vad_framed(w, i) for i, w in enumerate(demo_assemble.load_waves(replay))], "replay")
     build = {"command": "python -m bench.real.build" + (" --quick" if args.quick else "")
              + (f" --whisper {args.whisper}" if args.whisper != DEFAULT_WHISPER else ""), "seed": args.seed,
-             "whisper": args.whisper, "llm": LLM_SOURCE, "recipes": {"ctc": asdict(ctc_r)},
+             "whisper": args.whisper, "llm": LLM_SOURCE, "recipes": {"ctc": asdict(ctc_r), "reply_adapter": asdict(reply_r)},
              "corpus": {k: len(v) for k, v in {"train": train_rows, "dev": dev_rows, **sets}.items()},
              "training_clips": len(texts), "augmented_share": f"1/{AUG_SHARE}",
              "held_out_voices": sorted(corpora.HELD_OUT) + ["espeak-ng heldout speakers (en-029, klatt*, m8)",
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 created_at=build["built_at"])
     real_assemble.write_manifest(tmp, name=f"{args.whisper}-smollm2", enc_id=enc_id, llm_id=llm_id, build=build, metrics=metrics,
                                  joint_ctc_weight=weight, transcript_source=source, vocabulary_tolerance=tolerance,
+                                 response_copy_bonus=engine.llm.prompt.response_copy_bonus,
                                  description=DESCRIPTION.format(whisper=args.whisper))
     if out.exists():
         shutil.rmtree(out)
