@@ -78,6 +78,11 @@ class PromptFormat:
     # plus the user's own words) are respelled as a vocabulary word whose CTC log-likelihood on the same
     # frames is at most this many nats worse (engine/correct.py); 0 = off. Chosen on dev by the build.
     vocabulary_tolerance: float = 0.0
+    # With transcript_source "ctc" and a bundle word LM (<bundle>/language_model.json): the reading is a
+    # CTC beam search scored with lm_weight x the LM's log-probability of each word + lm_word_bonus per
+    # word (engine/beam.py), before the vocabulary correction; lm_weight 0 = the greedy reading.
+    lm_weight: float = 0.0
+    lm_word_bonus: float = 0.0
     # Response decoding: a bonus per character while a reply word is being copied from the request
     # (engine/lexicon.py's bias, the request's words as the lexicon), 0 = the LLM alone. A small LLM
     # otherwise rewrites the numbers and names it should repeat ("five minutes" -> "fifteen minutes").
@@ -96,6 +101,9 @@ class PromptFormat:
         if self.vocabulary_tolerance < 0:
             raise ModelFilesError(f"manifest prompt.vocabulary_tolerance is {self.vocabulary_tolerance}; "
                                   "allowed: >= 0 (0 = off)")
+        if not (0.0 <= self.lm_weight <= 5.0 and -10.0 <= self.lm_word_bonus <= 10.0):
+            raise ModelFilesError(f"manifest prompt.lm_weight / lm_word_bonus are {self.lm_weight} / "
+                                  f"{self.lm_word_bonus}; allowed: 0 <= weight <= 5, -10 <= bonus <= 10")
         if not 0.0 <= self.joint_ctc_weight < 1.0:
             raise ModelFilesError(f"manifest prompt.joint_ctc_weight is {self.joint_ctc_weight}; allowed: 0 <= w < 1")
         if not 0.0 <= self.response_copy_bonus <= 10.0:

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ours_whole_encoding_wer']:>14.3f}")
     peers = [r for r in results if r["peer"]]
     if peers:
-        print(f"\nthe peer on the same Whisper weights and the same VAD segments (greedy, int8, CPU):")
+        print("\nthe peer on the same Whisper weights and the same VAD segments (greedy, int8, CPU):")
         print(f"{'model set':<22}{'peer':>28}{'peer s':>9}{'ours s':>9}{'ours/peer':>10}{'peer WER':>9}{'ours WER':>9}")
         for r in peers:
             print(f"{r['bundle']:<22}{r['peer']:>28}{r['peer_s']:>9.3f}{r['ours_s']:>9.3f}{r['ours_to_peer']:>10.2f}"

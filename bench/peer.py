@@ -17,20 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.synth.lexicon import number_words, ordinal_words
+from assistant.skills.words import ONES, number_words, ordinal_words
 from assistant.synth.text import normalize_text
 
 _TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _ORD = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
 _DEC = re.compile(r"\b(\d+)\.(\d+)\b")
 _NUM = re.compile(r"\b\d+\b")
-_ONES = "zero one two three four five six seven eight nine".split()
 
 
 def _minutes(mm: int) -> str:
     if mm == 0:
         return "o'clock"
-    return f"oh {_ONES[mm]}" if mm < 10 else number_words(mm)
+    return f"oh {ONES[mm]}" if mm < 10 else number_words(mm)
 
 
 def peer_words(text: str) -> str:
@@ -39,7 +38,7 @@ def peer_words(text: str) -> str:
     s = _TIME.sub(lambda m: f"{number_words(int(m.group(1)))} {_minutes(int(m.group(2)))}", s)
     s = _ORD.sub(lambda m: ordinal_words(int(m.group(1))) if int(m.group(1)) < 1_000_000 else m.group(0), s)
     s = _DEC.sub(lambda m: f"{number_words(int(m.group(1)))} point "
-                 + " ".join(_ONES[int(d)] for d in m.group(2)) if int(m.group(1)) < 1_000_000 else m.group(0), s)
+                 + " ".join(ONES[int(d)] for d in m.group(2)) if int(m.group(1)) < 1_000_000 else m.group(0), s)
     s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)
     s = _NUM.sub(lambda m: number_words(int(m.group(0))) if int(m.group(0)) < 1_000_000 else m.group(0), s)
     return normalize_text(s)

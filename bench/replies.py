@@ -7,8 +7,10 @@ its template reply. Scores: ``exact`` (the normalized reply equals the reference
 same words in another order: "turning the fan off" for "turning off the fan"), ``slots kept`` (every
 word of more than three letters that the reference shares with the request, i.e. its names, numbers,
 rooms, times and places, is in the reply, and the reply is no apology), per domain, and seconds per
-reply. ``--speech held-out|flite|festival|sox``: the same requests spoken by that new-user voice
-(VAD-framed), transcribed by the bundle, and the reply written from that transcript. ``--prompts``:
+reply. The bundle's replies come from its skills (assistant/skills: calculations computed) and else
+its LLM with the reply adapter; "the LLM alone" turns the skills off. ``--speech held-out|flite|
+festival|sox``: the same requests spoken by that new-user voice (VAD-framed), transcribed by the
+bundle, and the reply written from that transcript. ``--prompts``:
 also the LLM without the reply adapter and with other reply prompts.
 """
 
@@ -106,19 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     tests = tx.base_sentences(args.seed)["test"][: args.n]
     pairs = [(u.text, u.reply, u.domain) for u in tests]
     print("| replies | exact | equivalent | slots kept | s per reply | equivalent by domain |\n|---|---|---|---|---|---|")
-    variants = {"the bundle's (text)": (engine, {})}
+    variants = {"the bundle's (text)": (engine, {}, True), "the LLM alone, no skills (text)": (engine, {}, False)}
     if args.prompts:
-        plain = Engine.from_bundle(path, device="cpu", data_dir=cfg.data_path, reply_adapter=False)
-        variants |= {"no adapter, bundle's prompt": (plain, {}),
-                     "no adapter, no system prompt": (plain, {"system_prompt": None, "response_copy_bonus": 0.0}),
-                     "no adapter, short": (plain, {"system_prompt": SHORT, "response_copy_bonus": 0.0}),
+        plain = Engine.from_bundle(path, device="cpu", data_dir=cfg.data_path, reply_adapter=False, skills=False)
+        variants |= {"no adapter, bundle's prompt": (plain, {}, False),
+                     "no adapter, no system prompt": (plain, {"system_prompt": None, "response_copy_bonus": 0.0},
+                                                      False),
+                     "no adapter, short": (plain, {"system_prompt": SHORT, "response_copy_bonus": 0.0}, False),
                      "no adapter, short + copy bonus 0.5": (plain, {"system_prompt": SHORT,
-                                                                    "response_copy_bonus": 0.5})}
-    for name, (eng, change) in variants.items():
-        base = eng.llm.prompt
+                                                                    "response_copy_bonus": 0.5}, False)}
+    for name, (eng, change, skills) in variants.items():
+        base, kept = eng.llm.prompt, eng.skills
         eng.llm.prompt = dataclasses.replace(base, **change)
+        eng.skills = kept if skills else None
         r = score(eng, pairs)
-        eng.llm.prompt = base
+        eng.llm.prompt, eng.skills = base, kept
         print(row(name, r))
         for said, reply, ref in r["misses"][:2]:
             print(f"|   e.g. | {said!r} -> {reply!r} (want {ref!r}) | | | | |")

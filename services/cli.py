@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from assistant import __version__
 from assistant.errors import AssistantError

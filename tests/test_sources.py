@@ -394,7 +394,7 @@ def rms(pcm: bytes) -> float:
 
 
 @pytest.mark.slow
-def test_real_microphone_through_pulseaudio(pulse_server, tmp_path):
+def test_real_microphone_through_pulseaudio(pulse_server, tmp_path):  # noqa: F811 - the fixture
     wav = espeak_wav("Turn on the kitchen light please", tmp_path / "say.wav")
     speech_s = sf.info(wav).duration
     timings: dict[str, float] = {"server_start_s": pulse_server.started_in_s}

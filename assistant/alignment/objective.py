@@ -35,10 +35,10 @@ def speech_batch(llm: CausalLM, speech: Sequence[torch.Tensor], targets: Sequenc
     embeds = rows[0].new_zeros(len(rows), length, hidden)
     mask = torch.zeros(len(rows), length, dtype=torch.long, device=embeds.device)
     lab = torch.full((len(rows), length), -100, dtype=torch.long, device=embeds.device)
-    for i, (r, l) in enumerate(zip(rows, labels)):
+    for i, (r, lab_i) in enumerate(zip(rows, labels)):
         embeds[i, : r.shape[0]] = r
         mask[i, : r.shape[0]] = 1
-        lab[i, : l.shape[0]] = l
+        lab[i, : lab_i.shape[0]] = lab_i
     return embeds, mask, lab
 
 

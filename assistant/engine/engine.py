@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from assistant.bundle import Bundle, load_bundle
+from assistant.engine.beam import BeamSettings, beam_search
 from assistant.engine.bridge import bridge_ctc_logits, run_bridge
 from assistant.engine.joint import joint_chooser, token_labels
 from assistant.engine.lexicon import BiasChooser, LexiconBias, request_words
@@ -26,7 +27,9 @@ from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_c
 from assistant.engine.decode import FIRST_PROPOSAL, MAX_PROPOSAL, DecodeResult, decode
 from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
 from assistant.engine.llm import CausalLM
+from assistant.engine.wordlm import WordLM, load_word_lm
 from assistant.errors import BridgeMismatchError, ModelFilesError
+from assistant.skills import answer as skill_answer
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,10 @@ class Turn:
 
 class Engine:
     def __init__(self, encoder: SpeechEncoder, bridge: LoadedBridge, llm: CausalLM, *,
-                 speculative: bool = True, bundle: Bundle | None = None) -> None:
+                 speculative: bool = True, bundle: Bundle | None = None, skills: bool = True) -> None:
         self.encoder = encoder
+        # calculations answered by computing (assistant/skills) before the LLM is asked; None: LLM only
+        self.skills = skill_answer if skills else None
         self.llm = llm
         self.bridge = bridge
         self.speculative = speculative and encoder.has_ctc and encoder.ctc_tokenizer is not None
@@ -94,6 +99,9 @@ class Engine:
         self._token_labels = None  # LLM token -> CTC labels, for joint decoding (built on first use)
         self._correctors: dict = {}  # the serving bridge's vocabulary corrector (_corrector)
         self.vocabulary: tuple[str, ...] = bundle.vocabulary() if bundle is not None else ()
+        # the word LM of the bundle's training text, for the CTC reading's beam search (beam.py), or None
+        self.word_lm: WordLM | None = load_word_lm(bundle.root) if bundle is not None else None
+        self._ctc_labels: list[str | None] | None = None  # CTC label id -> its character, for beam search
         # joint CTC/LLM transcript decoding (engine/joint.py); the bundle's choice, settable
         self.ctc_weight = llm.prompt.joint_ctc_weight if encoder.has_ctc and encoder.ctc_tokenizer is not None else 0.0
         self.bundle = bundle
@@ -102,9 +110,10 @@ class Engine:
     @classmethod
     def from_bundle(cls, path: str | Path, *, bridge_kind: str | None = None, device: str = "auto",
                     speculative: bool = True, data_dir: str | Path | None = None,
-                    reply_adapter: bool = True) -> "Engine":
+                    reply_adapter: bool = True, skills: bool = True) -> "Engine":
         """``data_dir``: where pretrained weights are assembled for a bundle that names them (None: the
-        default data directory). ``reply_adapter=False``: the LLM without the bundle's reply adapter."""
+        default data directory). ``reply_adapter=False``: the LLM without the bundle's reply adapter.
+        ``skills=False``: the LLM writes every reply, calculations included."""
         bundle = load_bundle(path)
         m = bundle.manifest
         dev = pick_device(device)
@@ -123,7 +132,7 @@ class Engine:
         bridge = cls.load_bridge_for(bundle.bridge_dir(kind), encoder, llm)
         if m.is_noise:
             log.warning("bundle %s has random weights: its transcripts and responses are noise", bundle.root)
-        return cls(encoder, bridge, llm, speculative=speculative, bundle=bundle)
+        return cls(encoder, bridge, llm, speculative=speculative, bundle=bundle, skills=skills)
 
     @staticmethod
     def load_bridge_for(directory: str | Path, encoder: SpeechEncoder, llm: CausalLM) -> LoadedBridge:
@@ -170,7 +179,8 @@ class Engine:
             if (use_draft or self.ctc_weight > 0 or spotter is not None or text_input
                 or self.llm.prompt.transcript_source == "ctc") else None
         if self.llm.prompt.transcript_source == "ctc" and ctc_logits is not None:
-            text = self.encoder.ctc_text(ctc_logits)
+            text = self._beam_text(ctc_logits) if self.word_lm is not None and self.llm.prompt.lm_weight > 0 \
+                else self.encoder.ctc_text(ctc_logits)
             if self.llm.prompt.draft_case == "lower":  # an upper-case CTC vocabulary (wav2vec2) reads as typed
                 text = text.lower()
             t1 = time.perf_counter()  # the reading is the bridge's part; correction and spotting the transcript's
@@ -212,6 +222,18 @@ class Engine:
             text = spotter(text, torch.log_softmax(ctc_logits.float(), -1))
         return text, result, t1 - t0, time.perf_counter() - t1
 
+    def _beam_text(self, ctc_logits: torch.Tensor) -> str:
+        """The CTC reading by beam search with the bundle's word LM (beam.py)."""
+        if self._ctc_labels is None:
+            tok = self.encoder.ctc_tokenizer
+            special = set(getattr(tok, "all_special_tokens", []))
+            pieces = tok.convert_ids_to_tokens(list(range(ctc_logits.shape[-1])))
+            self._ctc_labels = [None if p is None or p in special else p.lower() for p in pieces]
+        p = self.llm.prompt
+        log_probs = torch.log_softmax(ctc_logits.float(), -1).cpu().numpy()
+        return beam_search(log_probs, self._ctc_labels, int(self.encoder.blank_id), self.encoder.word_delimiter_id,
+                           self.word_lm, BeamSettings(lm_weight=p.lm_weight, word_bonus=p.lm_word_bonus))
+
     def _corrector(self, bridge: LoadedBridge) -> Corrector | None:
         """The vocabulary corrector (correct.py) of the bundle's words and the bridge's lexicon, or None."""
         tol = self.llm.prompt.vocabulary_tolerance
@@ -241,6 +263,12 @@ class Engine:
     @torch.inference_mode()
     def respond_text(self, transcript: str) -> tuple[str, float]:
         t0 = time.perf_counter()
+        answered = self.skills(transcript) if self.skills is not None else None
+        if answered is not None:
+            log.debug("reply from the %s skill", answered[0])
+            if self.history.maxlen:
+                self.history.append((transcript, answered[1]))
+            return answered[1], time.perf_counter() - t0
         ids = self.llm.response_ids(transcript, list(self.history))
         bonus = self.llm.prompt.response_copy_bonus
         words = request_words(transcript) if bonus > 0 else []

@@ -1,4 +1,4 @@
-"""Word lists for the request templates, and numbers written as words.
+"""Word lists for the request templates (numbers as words: ``assistant.skills.words``).
 
 Everything a transcript can contain is lowercase words (the TTS reads them; WER counts them).
 PERSONAL_NAMES / PERSONAL_PLACES are real but uncommon, pronounceable names kept out of all base
@@ -7,51 +7,8 @@ training: they play the user's contacts and places, which personalization has to
 
 from __future__ import annotations
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-         "fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def number_words(n: int) -> str:
-    """0..999999 as words without hyphens or "and": 125 -> "one hundred twenty five"."""
-    if not 0 <= n < 1_000_000:
-        raise ValueError(f"number_words covers 0..999999, got {n}")
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
-    rest = n % 1000
-    return number_words(n // 1000) + " thousand" + ("" if rest == 0 else " " + number_words(rest))
-
-
-def decimal_words(x: float, places: int = 1) -> str:
-    """3.1 -> "three point one"; whole values drop the point: 4.0 -> "four"."""
-    x = round(x, places)
-    whole = int(x)
-    frac = f"{x:.{places}f}".split(".")[1].rstrip("0")
-    text = number_words(whole)
-    return text + (" point " + " ".join(_ONES[int(d)] for d in frac) if frac else "")
-
-
-_ORD_SPECIAL = {"one": "first", "two": "second", "three": "third", "five": "fifth",
-                "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
-
-
-def ordinal_words(n: int) -> str:
-    """21 -> "twenty first", 12 -> "twelfth", 30 -> "thirtieth"."""
-    words = number_words(n).split()
-    last = words[-1]
-    if last in _ORD_SPECIAL:
-        last = _ORD_SPECIAL[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return " ".join(words[:-1] + [last])
-
+from assistant.skills.calendar import MONTH_DAYS, MONTHS, WEEKDAYS  # noqa: F401 - the template word lists
+from assistant.skills.words import decimal_words, number_words, ordinal_words  # noqa: F401 - as above
 
 FIRST_NAMES = (
     "james john robert michael david william richard joseph thomas charles daniel matthew "
@@ -80,10 +37,6 @@ PERSONAL_PLACES = (
     "kalamazoo",
 )
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
-          "september", "october", "november", "december")
-MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 HOLIDAYS = ("christmas", "christmas eve", "new year's day", "new year's eve", "easter",
             "halloween", "thanksgiving", "valentine's day", "mother's day", "father's day",
             "boxing day", "labor day", "independence day", "saint patrick's day")

@@ -10,6 +10,7 @@ import random
 import re
 from typing import Sequence
 
+from assistant.skills.calculator import CONVERSIONS, unit_name
 from assistant.synth import lexicon as L
 from assistant.synth.templates import Pair, _count, _your, ask, cap, clock, question, title
 
@@ -122,20 +123,6 @@ def dates(rng: random.Random, names: Sequence[str], places: Sequence[str]) -> Pa
 
 
 # --- numbers ------------------------------------------------------------------------------
-_UNITS = (  # (from, to, factor) with singular unit names
-    ("kilometer", "mile", 0.621371), ("mile", "kilometer", 1.60934), ("kilogram", "pound", 2.20462),
-    ("pound", "kilogram", 0.453592), ("inch", "centimeter", 2.54), ("foot", "meter", 0.3048),
-    ("meter", "foot", 3.28084), ("gallon", "liter", 3.78541), ("liter", "gallon", 0.264172),
-    ("cup", "milliliter", 236.588), ("ounce", "gram", 28.3495), ("hour", "minute", 60.0),
-    ("minute", "second", 60.0), ("day", "hour", 24.0), ("week", "day", 7.0), ("yard", "meter", 0.9144),
-)
-_PLURAL = {"inch": "inches", "foot": "feet"}
-
-
-def _unit(u: str, n: float) -> str:
-    return u if n == 1 else _PLURAL.get(u, u + "s")
-
-
 def _convert(rng: random.Random) -> Pair:
     if rng.random() < 0.2:
         if rng.random() < 0.5:
@@ -147,13 +134,13 @@ def _convert(rng: random.Random) -> Pair:
         q = rng.choice([f"what's {L.number_words(c)} degrees {a} in {b}",
                         f"convert {L.number_words(c)} degrees {a} to {b}"])
         return question(rng, q), f"{cap(L.number_words(c))} degrees {a} is about {L.decimal_words(x)} degrees {b}."
-    a, b, f = rng.choice(_UNITS)
+    a, b, f = rng.choice(CONVERSIONS)
     n = rng.choice([*range(1, 21), 25, 30, 40, 50, 60, 75, 100, 150, 200, 500])
-    na, nb = f"{L.number_words(n)} {_unit(a, n)}", _unit(b, 2)
+    na, nb = f"{L.number_words(n)} {unit_name(a, n)}", unit_name(b, 2)
     q = rng.choice([f"convert {na} to {nb}", f"how many {nb} are in {na}", f"what's {na} in {nb}",
                     f"how many {nb} is {na}", f"what is {na} in {nb}"])
     x = n * f
-    return question(rng, q), f"{cap(na)} is {'about ' if x != int(x) else ''}{L.decimal_words(x)} {_unit(b, x)}."
+    return question(rng, q), f"{cap(na)} is {'about ' if round(x, 1) != x else ''}{L.decimal_words(x)} {unit_name(b, x)}."
 
 
 def numbers(rng: random.Random, names: Sequence[str], places: Sequence[str]) -> Pair:

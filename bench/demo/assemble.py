@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from assistant.bundle import BundleManifest, ComponentSpec, PromptFormat, fingerprint, save_manifest
 

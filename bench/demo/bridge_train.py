@@ -33,7 +33,7 @@ def train(r: BridgeRecipe, bridge: LoadedBridge, llm: CausalLM, feats: Sequence[
     rng = random.Random(r.seed)
     module = bridge.module.train().requires_grad_(True)
     is_ctc = isinstance(module, CtcBridge)
-    segments = [ctc_segments(f.float(), l.float(), module.blank_id) for f, l in zip(feats, logits)] if is_ctc else None
+    segments = [ctc_segments(f.float(), lg.float(), module.blank_id) for f, lg in zip(feats, logits)] if is_ctc else None
     targets = [target_ids(llm, t) for t in texts]
     opt = torch.optim.AdamW(module.parameters(), lr=r.peak_lr, weight_decay=0.01)
     sched = one_cycle(opt, r.steps, r.peak_lr)

@@ -68,14 +68,10 @@ def write_components(tmp: Path, ctc, vocab: dict[str, int], whisper_source: str,
 
 
 def write_manifest(out: Path, *, name: str, enc_id: str, llm_id: str, build: dict, metrics: dict,
-                   joint_ctc_weight: float, transcript_source: str, vocabulary_tolerance: float,
-                   response_copy_bonus: float, description: str) -> None:
-    import dataclasses
-
+                   prompt: PromptFormat, description: str) -> None:
+    """``prompt``: PROMPT with what the build chose on dev (transcript decoding, LM weight, copy bonus)."""
     save_manifest(out, BundleManifest(
         name=name, description=description,
         encoder=ComponentSpec(path="encoder", id=enc_id), llm=ComponentSpec(path="llm", id=llm_id),
-        prompt=dataclasses.replace(PROMPT, joint_ctc_weight=joint_ctc_weight, transcript_source=transcript_source,
-                                   vocabulary_tolerance=vocabulary_tolerance, response_copy_bonus=response_copy_bonus),
-        bridges={"ctc": "bridge/ctc"}, default_bridge="ctc", reply_adapter=reply_adapter.ADAPTER_DIR,
+        prompt=prompt, bridges={"ctc": "bridge/ctc"}, default_bridge="ctc", reply_adapter=reply_adapter.ADAPTER_DIR,
         is_noise=False, build=build, metrics=metrics))

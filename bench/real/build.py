@@ -35,8 +35,11 @@ from bench.real import assemble as real_assemble, corpora, ctc_train, frames, re
 
 FULL = {"train": 4000, "dev": 300, "test": 300, "weight_dev": 100, "eval": 100, "regression": 150}
 QUICK = {"train": 120, "dev": 20, "test": 20, "weight_dev": 10, "eval": 10, "regression": 10}
-# transcript decodings tried on dev: (who writes it, joint CTC weight, vocabulary tolerance)
-TRANSCRIPT_GRID = (("llm", 0.3, 0.0), ("ctc", 0.0, 0.0), ("ctc", 0.0, 5.0), ("ctc", 0.0, 10.0), ("ctc", 0.0, 20.0))
+# transcript decodings tried on dev: (who writes it, joint CTC weight, vocabulary tolerance, word LM weight
+# and word bonus of the CTC reading's beam search: 0 = the greedy reading)
+TRANSCRIPT_GRID = (("llm", 0.3, 0.0, 0.0, 0.0), ("ctc", 0.0, 0.0, 0.0, 0.0), ("ctc", 0.0, 5.0, 0.0, 0.0),
+                   ("ctc", 0.0, 10.0, 0.0, 0.0), ("ctc", 0.0, 20.0, 0.0, 0.0), ("ctc", 0.0, 20.0, 0.3, 0.5),
+                   ("ctc", 0.0, 20.0, 0.5, 1.0), ("ctc", 0.0, 20.0, 0.5, 2.0), ("ctc", 0.0, 20.0, 0.8, 3.0))
 DEFAULT_WHISPER = "whisper-base"
 LLM_SOURCE = "smollm2-135m-instruct"
 DESCRIPTION = ("pretrained {whisper} encoder (frozen) with a CTC module trained on synthetic voices, and the "
@@ -67,17 +70,22 @@ def pick_transcript(engine, rows, waves, grid=TRANSCRIPT_GRID) -> tuple[tuple, d
     encoded = engine.encoder.encode_many(list(waves))
     refs = [r["text"] for r in rows]
     table, base = {}, engine.llm.prompt
-    for source, weight, tol in grid:
-        engine.llm.prompt = dataclasses.replace(base, transcript_source=source, vocabulary_tolerance=tol)
+    def use(source, weight, tol, lm_weight, lm_bonus) -> None:
+        engine.llm.prompt = dataclasses.replace(base, transcript_source=source, vocabulary_tolerance=tol,
+                                                joint_ctc_weight=weight, lm_weight=lm_weight, lm_word_bonus=lm_bonus)
         engine.ctc_weight = weight
+
+    def key(g) -> str:
+        return f"{g[0]} w={g[1]} tol={g[2]}" + (f" lm={g[3]}:{g[4]}" if g[3] else "")
+
+    for g in grid:
+        use(*g)
         engine._correctors = {}
         hyps = [engine.transcribe_encoded(e, len(x) / 16000)[0] for e, x in zip(encoded, waves)]
-        key = f"{source} w={weight} tol={tol}"
-        table[key] = round(wer(refs, hyps).rate, 4)
-        log(f"dev WER {table[key]:.3f}: {key}")
-    best = min(grid, key=lambda g: table[f"{g[0]} w={g[1]} tol={g[2]}"])
-    engine.llm.prompt = dataclasses.replace(base, transcript_source=best[0], vocabulary_tolerance=best[2])
-    engine.ctc_weight = best[1]
+        table[key(g)] = round(wer(refs, hyps).rate, 4)
+        log(f"dev WER {table[key(g)]:.3f}: {key(g)}")
+    best = min(grid, key=lambda g: table[key(g)])
+    use(*best)
     engine._correctors = {}
     return best, table
 
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.engine.encoder import SpeechEncoder
     from assistant.engine.engine import Engine
     from assistant.engine.llm import CausalLM
+    from assistant.engine.wordlm import WordLM
 
     out = Path(args.out).resolve()
     tmp = out.with_name(out.name + ".partial")
@@ -181,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     (tmp / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
     engine = Engine(encoder, bridge, llm, speculative=True)
     engine.vocabulary = tuple(vocabulary)
+    engine.word_lm = WordLM.from_texts(u.text for u in tx.base_sentences(args.seed)["train"])  # the same text
+    engine.word_lm.save(tmp)
     dev_n = sizes["weight_dev"]
     choice, metrics["dev_wer_transcript"] = timer.run(
         "transcript decoding on dev", pick_transcript, engine, dev_rows[:dev_n], dev_waves[:dev_n])
-    source, weight, tolerance = choice
-    log(f"transcripts: {source}, joint weight {weight}, vocabulary tolerance {tolerance}")
+    log("transcripts: {}, joint weight {}, vocabulary tolerance {}, word LM {} / bonus {}".format(*choice))
     from bench.peer import peer_row
 
     for name, rows in sets.items():  # ours and the peer (same Whisper weights) on the same VAD-framed audio
@@ -221,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 training={"note": "text input: no trained parameters; the CTC module is the encoder's"},
                 created_at=build["built_at"])
     real_assemble.write_manifest(tmp, name=f"{args.whisper}-smollm2", enc_id=enc_id, llm_id=llm_id, build=build, metrics=metrics,
-                                 joint_ctc_weight=weight, transcript_source=source, vocabulary_tolerance=tolerance,
-                                 response_copy_bonus=engine.llm.prompt.response_copy_bonus,
-                                 description=DESCRIPTION.format(whisper=args.whisper))
+                                 prompt=engine.llm.prompt, description=DESCRIPTION.format(whisper=args.whisper))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

@@ -126,11 +126,16 @@ def stage(engine, bundle_dir: Path, recipe: ReplyRecipe, *, seed: int, n_eval: i
     held_out = [(u.text, u.reply, u.domain) for u in base["test"][:n_eval]]
     from bench.replies import score
 
-    before = timer.run("replies before the adapter", score, engine, held_out)
-    adapter, loss = timer.run("train reply adapter", train, engine.llm, train_pairs, recipe, log=log)
-    table, choice = timer.run("replies with the adapter", choose_prompt, engine, held_out)
+    skills, engine.skills = engine.skills, None  # the LLM's own replies: what the adapter changes
+    try:
+        before = timer.run("replies before the adapter", score, engine, held_out)
+        adapter, loss = timer.run("train reply adapter", train, engine.llm, train_pairs, recipe, log=log)
+        table, choice = timer.run("replies with the adapter", choose_prompt, engine, held_out)
+    finally:
+        engine.skills = skills
+    served = timer.run("replies as served (skills + adapter)", score, engine, held_out)
     after = table[choice["chosen"]]
-    metrics = {"n": len(held_out), "before": _brief(before), "after": _brief(after),
+    metrics = {"n": len(held_out), "before": _brief(before), "after": _brief(after), "served": _brief(served),
                "prompts": {k: _brief(v) for k, v in table.items()}, **choice, "final_loss": round(loss, 4)}
     save_adapter(bundle_dir / ADAPTER_DIR, adapter, llm_id=engine.llm.identity, recipe=asdict(recipe),
                  metrics=metrics)
