@@ -120,8 +120,9 @@ def demo_job(engine, waves: list[tuple[np.ndarray, str]], steps: int = 20) -> di
         out[method] = {"train_s": round(time.perf_counter() - t0, 3),
                        "generic_wer": round(wer_of(engine, cand, regression).rate, 4),
                        "user_wer": round(wer_of(engine, cand, train).rate, 4)}
-    words = personal_lexicon([t for _, t in waves], [r.text for r in [*regression, *replay]])
-    spotted = with_lexicon(cand, words or ("barnaby",), 0.0, spotting=True)
+    words = personal_lexicon([t for _, t in waves], [r.text for r in [*regression, *replay]],
+                             vocabulary=engine.vocabulary)
+    spotted = with_lexicon(cand, words or ("barnaby",), 0.0, spotting=True, spot_margin=cfg.lexicon_spot_margin)
     cands = [spotted, *_voice_routed(spotted, train, replay)]
     t0 = time.perf_counter()
     idx, res = choose(engine, active=engine.bridge, candidates=cands, heldout=train, generic=regression,

@@ -4,7 +4,8 @@
 
 plain: at end of speech, encode the whole utterance, conv bridge, token-by-token greedy decoding.
 ours:  what the daemon does: the encoder ran on chunks while the user spoke (StreamingEncoder, the
-       daemon's engine.stream_chunk_s / stream_context_s unless --chunk-s / --context-s), the
+       daemon's engine.stream_chunk_s / stream_context_s / stream_lookahead_s unless --chunk-s /
+       --context-s / --lookahead-s), the
        utterance so far was decoded after each chunk (a draft hint), and at the VAD's SpeechPaused
        (halfway through its hangover) the whole turn of the audio so far was computed; the bundle's
        default bridge; joint CTC/LLM decoding with the speculative CTC draft.
@@ -93,7 +94,7 @@ def vad_run(wave: np.ndarray, vad_config) -> dict:
     return out
 
 
-def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, context_s: float,
+def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, context_s: float, lookahead_s: float,
             hints: bool = True) -> dict:
     import torch
 
@@ -131,7 +132,7 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
         # ours, as the daemon (services/live.py): chunks encoded as the VAD hands the audio over, the
         # utterance so far decoded after each chunk (a draft hint), and at each SpeechPaused the whole
         # turn of the audio so far, in the rest of the hangover; the VAD's end takes it when it matches
-        stream = StreamingEncoder(engine.encoder, chunk_s=chunk_s, context_s=context_s)
+        stream = StreamingEncoder(engine.encoder, chunk_s=chunk_s, context_s=context_s, lookahead_s=lookahead_s)
         during, hint, hinting, guess = 0.0, None, hints, None
         pauses = {i: (clock, n) for clock, n, i in v["pauses"]}
         for i, (_, block) in enumerate(v["blocks"]):
@@ -181,7 +182,7 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
             "pause_window_s": round(med("window_s"), 3),
             "pause_guess_taken": sum(r["matched"] for r in rows),
             "ours_tail_encode_s": round(med("tail_s"), 4),
-            "chunk_s": chunk_s, "context_s": context_s, "hints": hints,
+            "chunk_s": chunk_s, "context_s": context_s, "lookahead_s": lookahead_s, "hints": hints,
             "plain_passes": med("plain_passes"), "ours_passes": med("ours_passes"),
             "rtf": {"encoder": round(med("enc_rtf"), 4), "plain_decode": round(med("dec_rtf"), 4),
                     "streaming_encoder_during_speech": round(med("stream_rtf"), 4)},
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap.add_argument("--chunk-s", type=float, default=EngineConfig.stream_chunk_s)
     ap.add_argument("--context-s", type=float, default=EngineConfig.stream_context_s)
+    ap.add_argument("--lookahead-s", type=float, default=EngineConfig.stream_lookahead_s)
     ap.add_argument("--no-hints", action="store_true", help="no draft hints from decoding during speech")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
@@ -239,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for b in bundles:
         print(f"==> {b}", file=sys.stderr, flush=True)
-        results.append(measure(b, utts, args.chunk_s, args.context_s, hints=not args.no_hints))
+        results.append(measure(b, utts, args.chunk_s, args.context_s, args.lookahead_s, hints=not args.no_hints))
     print(f"end of speech (the VAD's decision) -> transcript, median over {args.n} espeak-ng utterances (CPU, "
-          f"{results[0]['threads']} threads; streaming chunks {args.chunk_s} s, context {args.context_s} s, "
+          f"{results[0]['threads']} threads; streaming chunks {args.chunk_s} s, context {args.context_s} s, lookahead {args.lookahead_s} s, "
           f"draft hints {'off' if args.no_hints else 'on'}; hangover {VadConfig().hangover_ms} ms)")
     print(f"{'model set':<16}{'bridge':>7}{'plain s':>9}{'ours s':>9}{'ratio':>7}{'compute s':>10}{'c.ratio':>8}"
           f"{'guess':>6}{'tail enc s':>11}{'enc RTF':>9}{'dec RTF':>9}{'passes':>10}{'1st tok s':>10}"

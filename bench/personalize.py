@@ -63,10 +63,12 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
         recipe.cleanup()
         if lexicon_bonus or spotting:  # as the daemon's job does: the adaptation labels' own words
             from assistant.alignment.lexicon import personal_lexicon, with_lexicon
+            from assistant.config import AlignmentConfig
 
             generic = [r.text for d in ("replay", "regression") for r in _bundle_set(engine, d)]
-            result = with_lexicon(result, personal_lexicon([t for _, t in adapt], generic), lexicon_bonus,
-                                  spotting=spotting)
+            words = personal_lexicon([t for _, t in adapt], generic, vocabulary=engine.vocabulary)
+            result = with_lexicon(result, words, lexicon_bonus, spotting=spotting,
+                                  spot_margin=AlignmentConfig().lexicon_spot_margin)
         return result
 
     return run
@@ -159,11 +161,16 @@ def user_corpus(spec: str, n_adapt: int, n_test: int, seed: int) -> tuple[list[d
     return rows["adapt"], rows["test"]
 
 
+def _bare(word: str) -> str:
+    return word[:-2] if word.endswith("'s") else word
+
+
 def personal_words(text: str) -> list[str]:
+    """The personal names and places ``text`` holds, possessives bare ("barnaby's" -> "barnaby")."""
     from assistant.synth.lexicon import PERSONAL_NAMES, PERSONAL_PLACES
 
     words = set(PERSONAL_NAMES) | set(PERSONAL_PLACES)
-    return [w[:-2] if w.endswith("'s") else w for w in text.split() if (w[:-2] if w.endswith("'s") else w) in words]
+    return [_bare(w) for w in text.split() if _bare(w) in words]
 
 
 def transcribe_encoded(engine, bridge, items: Sequence[tuple[object, float]]) -> list[str]:
@@ -175,21 +182,23 @@ def transcribe_encoded(engine, bridge, items: Sequence[tuple[object, float]]) ->
 
 
 def score(engine, bridge, test: list[tuple[object, float, dict]], generic: list) -> dict:
-    from assistant.metrics import cer, contains_all, wer
+    from assistant.metrics import cer, wer
+    from bench.peer import names_right
 
     hyps = transcribe_encoded(engine, bridge, [(e, d) for e, d, _ in test])
     refs = [r["text"] for _, _, r in test]
     w, c = wer(refs, hyps), cer(refs, hyps)
     named = [(h, personal_words(r)) for h, r in zip(hyps, refs) if personal_words(r)]
-    names_acc = sum(contains_all(h, ws) for h, ws in named) / len(named) if named else float("nan")
+    names_acc = sum(names_right(h, ws) for h, ws in named) / len(named) if named else float("nan")
     g_hyps = transcribe_encoded(engine, bridge, [(g.encoded, g.duration_s) for g in generic])
     g = wer([g.text for g in generic], g_hyps)
     return {"wer": round(w.rate, 4), "wer_ci95": [round(x, 4) for x in w.ci95], "cer": round(c.rate, 4),
             "names_acc": round(names_acc, 4), "generic_wer": round(g.rate, 4), "test_n": len(test),
-            "generic_n": len(generic)}
+            "generic_n": len(generic), "pairs": [[r, h] for r, h in zip(refs, hyps)]}
 
 
-def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bundle: str | None) -> list[dict]:
+def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bundle: str | None,
+        peer: bool = True) -> list[dict]:
     from assistant.alignment.regression import load_regression_set
     from assistant.config import load_config
     from assistant.engine.engine import Engine
@@ -216,11 +225,11 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
     from bench.peer import peer_row, whisper_source_of
 
     source = whisper_source_of(bundle_dir)
-    if source is not None:  # the peer on the same Whisper weights and the same audio, in the same run
+    if source is not None and peer:  # the peer on the same Whisper weights and the same audio, in the same run
         waves = [load_audio(r["audio"], max_duration_s=60).samples for r in test_rows]
         p = peer_row(source, load_config(None).data_path, waves, [r["text"] for r in test_rows],
                      [personal_words(r["text"]) for r in test_rows])
-        p.pop("hyps")
+        p["pairs"] = [[r["text"], h] for r, h in zip(test_rows, p.pop("hyps"))]
         rows.append({"user": spec, "n": 0, "method": f"faster-whisper {source}", **p, "generic_wer": float("nan"),
                      "test_n": len(test_rows), "seconds": p["seconds_per_utt"], "seed": seed})
         log(f"faster-whisper {source}: WER {p['wer']:.3f} {p['wer_ci95']} ({p['seconds_per_utt']:.2f} s per utterance)")
@@ -258,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", help="bundle directory (default: the configured one, else the demo)")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--no-results", action="store_true", help="do not append to bench/RESULTS.md")
+    ap.add_argument("--no-peer", action="store_true", help="skip faster-whisper (quick checks only: every "
+                    "figure for RESULTS.md is measured with the peer beside it)")
     args = ap.parse_args(argv)
     from assistant.errors import AssistantError
 
@@ -268,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = sorted({int(x) for x in args.n.split(",") if x})
     t0 = time.perf_counter()
     try:
-        rows = run(args.user, ns, methods, args.seed, args.test_n, args.bundle)
+        rows = run(args.user, ns, methods, args.seed, args.test_n, args.bundle, peer=not args.no_peer)
     except AssistantError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

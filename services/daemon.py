@@ -308,7 +308,8 @@ class Daemon:
         if e.stream_chunk_s > 0 and self.worker is not None:
             from services.live import LiveStream
 
-            self._live[source_name] = live = LiveStream(chunk_s=e.stream_chunk_s, context_s=e.stream_context_s)
+            self._live[source_name] = live = LiveStream(chunk_s=e.stream_chunk_s, context_s=e.stream_context_s,
+                                                        lookahead_s=e.stream_lookahead_s)
             self.worker.open_stream(live)
 
     def stream_audio(self, source_name: str, pcm: bytes) -> None:

@@ -28,9 +28,9 @@ SAMPLE_RATE_HZ = 16000
 
 
 class LiveStream:
-    def __init__(self, *, chunk_s: float, context_s: float) -> None:
-        self.chunk_s, self.context_s = chunk_s, context_s
-        self._chunk = int(chunk_s * SAMPLE_RATE_HZ)
+    def __init__(self, *, chunk_s: float, context_s: float, lookahead_s: float = 0.0) -> None:
+        self.chunk_s, self.context_s, self.lookahead_s = chunk_s, context_s, lookahead_s
+        self._chunk = int((chunk_s + lookahead_s) * SAMPLE_RATE_HZ)  # audio past the encoded that completes a chunk
         self._lock = threading.Lock()
         self._pending: list[np.ndarray] = []
         self._added = 0  # samples added in all
@@ -79,7 +79,8 @@ class LiveStream:
         from assistant.engine.streaming import StreamingEncoder
 
         if self.encoder is None:
-            self.encoder = StreamingEncoder(engine.encoder, chunk_s=self.chunk_s, context_s=self.context_s)
+            self.encoder = StreamingEncoder(engine.encoder, chunk_s=self.chunk_s, context_s=self.context_s,
+                                            lookahead_s=self.lookahead_s)
         with self._lock:
             pending, self._pending = self._pending, []
         n = self.encoder.push(np.concatenate(pending)) if pending else 0

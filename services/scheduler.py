@@ -228,7 +228,8 @@ class JobRunner(threading.Thread):
             from assistant.alignment.lexicon import personal_lexicon, with_lexicon
 
             words = personal_lexicon([e.text for e in data.train],
-                                     [g.text for g in [*generic, *(replay or _replay_set(engine))]])
+                                     [g.text for g in [*generic, *(replay or _replay_set(engine))]],
+                                     vocabulary=engine.vocabulary)
             candidate = with_lexicon(candidate, words, c.lexicon_bonus, spotting=c.lexicon_spotting,
                                      spot_margin=c.lexicon_spot_margin)
         candidates = [candidate]

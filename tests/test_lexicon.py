@@ -77,6 +77,27 @@ def test_personal_lexicon_keeps_the_users_words_that_generic_speech_never_uses()
     assert personal_lexicon(train, generic, min_len=6) == ("barnaby", "ullapool")
 
 
+def test_personal_lexicon_takes_the_bundles_vocabulary_over_its_few_generic_transcripts():
+    train = ["call barnaby's phone soon", "weather in ullapool", "happy birthday barnaby"]
+    generic = ["call mom", "what is the weather in paris"]  # "soon", "happy", "phone" missing here
+    vocabulary = ["call", "phone", "soon", "weather", "in", "happy", "birthday", "mom"]
+    assert personal_lexicon(train, generic) == ("barnaby", "birthday", "happy", "phone", "soon", "ullapool")
+    assert personal_lexicon(train, generic, vocabulary=vocabulary) == ("barnaby", "ullapool")
+
+
+def test_a_negative_spot_margin_writes_a_users_word_the_head_only_half_heard():
+    from assistant.engine.spotting import Spotter
+
+    ids = {"|": 1, "a": 2, "b": 3, "c": 4}
+    def spell(word: str) -> list[int]:  # no ids for a word with letters outside the table ("caba's")
+        return [ids[c] for c in word.replace(" ", "|")] if set(word) <= set("abc ") else []
+
+    lp = ctc_saying(spell("cab"))  # frames that say "cab" ...
+    spoken = Spotter(["caba"], spell, BLANK, 1, margin=0.0)
+    assert spoken("cab", lp) == "cab"  # ... which a 4-letter name explains worse
+    assert Spotter(["caba"], spell, BLANK, 1, margin=-30.0)("cab", lp) == "caba"  # the prior takes it
+
+
 def chooser(lp, weight, words=(), bonus=0.0):
     labels = TokenLabels(Chars().text, {"|": 1, "a": 2, "b": 3, "c": 4}, "|")
     bias = LexiconBias(words, bonus) if words else None

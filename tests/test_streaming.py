@@ -174,3 +174,35 @@ def test_the_pause_guess_is_the_turn_only_when_the_utterance_ends_there(store, t
             assert "early_by_s" not in timings and live.encoder.encode_calls > calls
     finally:
         assert w.stop(60)
+
+
+def test_a_chunk_with_lookahead_waits_for_its_right_context_and_keeps_only_its_own_frames(tiny_engine):
+    enc = tiny_engine.encoder
+    wave = noise_wave(2.0, 4)
+    s = StreamingEncoder(enc, chunk_s=0.5, context_s=0.5, lookahead_s=0.5)
+    s.push(wave[:int(0.9 * 16000)])
+    assert s.samples_encoded == 0  # 0.5 s chunk + 0.5 s lookahead not there yet
+    s.push(wave[int(0.9 * 16000):int(1.0 * 16000)])
+    assert s.samples_encoded == 8000
+    # the first chunk's frames are those of [0, 1.0 s) encoded together, cut at the chunk's end
+    seen = enc.encode([wave[:16000]])[0]
+    part = s.partial()
+    assert part.n_frames == enc.frames_for(8000)
+    torch.testing.assert_close(part.features, seen.features[:part.n_frames])
+    s.push(wave[16000:])
+    out = s.finish()
+    assert out.n_frames == enc.encode([wave])[0].n_frames  # chunks and tail add up to the whole
+
+
+def test_finish_for_drops_a_chunk_whose_lookahead_the_trim_cut(tiny_engine):
+    wave = noise_wave(2.0, 5)
+    s = StreamingEncoder(tiny_engine.encoder, chunk_s=0.5, context_s=0.5, lookahead_s=0.5)
+    for i in range(0, len(wave), 480):
+        s.push(wave[i:i + 480])
+    assert s.samples_encoded == 24000  # chunks up to 1.5 s, each having seen 0.5 s more
+    trimmed = wave[:int(1.7 * 16000)]  # the third chunk saw audio up to 2.0 s: past the trimmed end
+    got = s.finish_for(trimmed)
+    assert s.reused_samples == 16000
+    want = StreamingEncoder(tiny_engine.encoder, chunk_s=0.5, context_s=0.5, lookahead_s=0.5)
+    want.push(trimmed)
+    torch.testing.assert_close(got.features, want.finish().features)

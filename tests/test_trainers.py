@@ -434,10 +434,17 @@ def test_settings_for_takes_the_methods_own_steps_and_the_routing_mode(tmp_path)
     cfg.write_text("[alignment]\nvoice_routing = true\n")
     assert load_config(cfg).alignment.voice_routing == "on"
     for bad, key in (("voice_routing = \"sometimes\"", "alignment.voice_routing"),
-                     ("adapter_kernel = 4", "alignment.adapter_kernel")):
+                     ("adapter_kernel = 4", "alignment.adapter_kernel"),
+                     ("lexicon_spot_margin = nan", "alignment.lexicon_spot_margin"),
+                     ("lexicon_spot_margin = -1000.0", "alignment.lexicon_spot_margin")):
         cfg.write_text(f"[alignment]\n{bad}\n")
         with pytest.raises(ConfigError, match=key):
             load_config(cfg)
+    cfg.write_text("[alignment]\nlexicon_spot_margin = -20.0\n")  # negative: a prior for the user's words
+    assert load_config(cfg).alignment.lexicon_spot_margin == -20.0
+    cfg.write_text("[engine]\nstream_lookahead_s = -1.0\n")
+    with pytest.raises(ConfigError, match="engine.stream_lookahead_s"):
+        load_config(cfg)
 
 
 def test_the_scheduler_gates_a_voice_routed_twin_without_touching_the_candidate(tiny_engine, parents, examples):

@@ -1,8 +1,10 @@
 """The user's own words for a personalized bridge: the names and places in their labels.
 
-``personal_lexicon`` keeps the words of the training labels that the bundle's generic speech (its
-shipped replay and regression transcripts) never uses: on the demo that is exactly the user's contacts
-and places, which no base training saw. ``with_lexicon`` puts them, with the bias per character, into
+``personal_lexicon`` keeps the words of the training labels that the bundle does not know: those outside
+its vocabulary (the words of its training text) when it ships one, else those its generic speech (the
+replay and regression transcripts) never uses. On the shipped bundle that is exactly the user's contacts
+and places, which no base training saw; a few hundred generic transcripts miss common words ("soon",
+"happy", "saturday"), which a negative spotting margin would then write where they were not said. ``with_lexicon`` puts them, with the bias per character, into
 the candidate's config; joint decoding then favours them (``assistant/engine/lexicon.py``) and the
 quality gate scores the candidate with that bias, so a lexicon that hurts is rejected with it.
 Held-out labels never feed the lexicon: the gate's figures stay honest.
@@ -28,10 +30,12 @@ def _words(text: str) -> list[str]:
     return [w for w in out if w]
 
 
-def personal_lexicon(train_texts: Iterable[str], generic_texts: Iterable[str], *, min_len: int = 3,
-                     max_words: int = MAX_WORDS) -> tuple[str, ...]:
-    """Words of ``train_texts`` not in ``generic_texts``, at least ``min_len`` letters, most frequent first."""
-    generic = {w for t in generic_texts for w in _words(t)}
+def personal_lexicon(train_texts: Iterable[str], generic_texts: Iterable[str], *, vocabulary: Iterable[str] = (),
+                     min_len: int = 3, max_words: int = MAX_WORDS) -> tuple[str, ...]:
+    """Words of ``train_texts`` the bundle does not know, at least ``min_len`` letters, most frequent first:
+    not in ``vocabulary`` when it is given (the bundle's words), else not in ``generic_texts``."""
+    known = {normalize_word(w) for w in vocabulary}
+    generic = known or {w for t in generic_texts for w in _words(t)}
     counts = Counter(w for t in train_texts for w in _words(t) if len(w) >= min_len and w not in generic)
     return tuple(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_words])
 

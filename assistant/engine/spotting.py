@@ -9,11 +9,15 @@ the name, though, so after decoding each stretch of the transcript is checked ag
 2. for every span of 1..``max_span`` consecutive words, the CTC log-likelihood of the span's own text on
    its frames (widened into the silence up to its neighbours) is compared with that of each lexicon
    word (and its possessive) on the same frames;
-3. a lexicon word that explains those frames better by more than ``margin`` nats replaces the span;
+3. a lexicon word whose log-likelihood beats the span's by more than ``margin`` nats replaces the span;
    overlapping candidates are settled best gain first.
 
-Both sides are scored by the same head on the same frames, so the test is acoustic only: a word the
-user never enrolled is never written, and a span the head hears as the transcript says stays as it is.
+Both sides are scored by the same head on the same frames, so a word the user never enrolled is never
+written. The transcript is close to the head's own best reading, so a name the head half-heard
+("elipul" for "ullapool") rarely beats it: a negative margin is a prior for the user's words, which they
+say far more often than any one stranger's word. The lexicon holds only words the bundle does not know
+(``alignment/lexicon.py``), so the prior favours names and places only, and the quality gate measures
+what it costs on generic speech.
 The personalization job puts the lexicon in the candidate bridge's config and the quality gate scores
 the candidate with spotting on (generic speech included), so a lexicon that hurts is rejected with it.
 """
