@@ -57,3 +57,28 @@ def test_joined_and_split_words_are_found():
     c = Corrector(["turn", "the", "heater", "off", "snow"], ctc_ids, 0, DELIM, tolerance=50.0)
     assert c("turn the heateroff", posteriors(spelled("turn the heateroff"))) == "turn the heater off"
     assert c("s now", posteriors(spelled("s now"))) == "snow"
+
+
+def test_a_reading_without_word_breaks_is_split_into_several_words():
+    words = ["i", "need", "a", "reminder", "remind", "near"]
+    c = Corrector(words, ctc_ids, 0, DELIM, tolerance=20.0)
+    assert "i need a reminder" in c.splits("ineedareminder")
+    # the head half heard the breaks (0.3 in a blank frame) but read none of them
+    lp = posteriors(spelled("ineedareminder", doubt={0: "|", 4: "|", 5: "|"}))
+    assert c("ineedareminder", lp) == "i need a reminder"
+    # with the breaks unheard each costs its blank frame (~9 nats here): too much for a small tolerance
+    lp = posteriors(spelled("ineedareminder"))
+    assert Corrector(words, ctc_ids, 0, DELIM, tolerance=5.0)("ineedareminder", lp) == "ineedareminder"
+
+
+def test_the_word_lm_settles_between_candidates_the_frames_fit_alike():
+    from assistant.engine.wordlm import WordLM
+
+    words = ["what's", "to", "days", "today's", "date"]
+    lp = posteriors(spelled("what's todays date", doubt={8: "|"}))  # a break after "to" half heard
+    acoustic = Corrector(words, ctc_ids, 0, DELIM, tolerance=50.0)
+    assert acoustic("what's todays date", lp) == "what's to days date"
+    lm = WordLM.from_texts(["what's today's date", "in two days", "what's the date"])
+    # the frames favour "to days" by ~2 nats; the LM, "today's" by ~7 nats (x 3)
+    with_lm = Corrector(words, ctc_ids, 0, DELIM, tolerance=50.0, lm=lm, lm_weight=3.0, word_bonus=0.0)
+    assert with_lm("what's todays date", lp) == "what's today's date"

@@ -4,10 +4,16 @@ A character CTC head spells what it hears ("wil", "befor", "julliy", "heterroff"
 or two letters from a word the assistant knows. Each reading word that is not in the vocabulary (the
 bundle's training text, plus the user's own words from a personalized bridge) is compared, on its own
 frames (CTC Viterbi alignment, as spotting.py does), with the vocabulary words close to it in spelling,
-and also joined with its right neighbour ("s noww" -> "snow") and split in two ("heterroff" -> "heater
-off"). The candidate with the best CTC log-likelihood replaces it when it is at most ``tolerance`` nats
-worse than the reading itself: the reading is the CTC's best guess by construction, so a real word
-that explains the frames almost as well is taken; one that does not, is not.
+and also joined with its right neighbour ("s noww" -> "snow") and split into up to ``MAX_SPLIT`` words
+each near a vocabulary word ("heterroff" -> "heater off", "indnedareminder" -> "i need a reminder":
+the head often marks no word break between short words).
+
+Each candidate is scored as the beam search scores a reading (beam.py): its CTC log-likelihood on those
+frames, plus, with the bundle's word LM, ``lm_weight`` x the LM's log-probability of its words in their
+place (the two words before, the word after) and ``word_bonus`` per word, all relative to the reading's
+own. The best replaces the reading when it scores at most ``tolerance`` below it: the reading is the
+CTC's best guess by construction, so real words that explain the frames almost as well are taken, and
+the LM settles which ("to days date" or "today's date"). Without an LM the score is acoustic alone.
 """
 
 from __future__ import annotations
@@ -17,8 +23,26 @@ from typing import Callable, Sequence
 import torch
 
 from assistant.engine.spotting import word_windows
+from assistant.engine.wordlm import BOS, EOS, WordLM
 
 MAX_CANDIDATES = 24
+MAX_SPLIT = 4  # words one reading word may be split into
+MAX_SPLITS = 6  # splits tried per word, fewest spelling edits first
+MAX_PART = 14  # letters of the longest part a split looks up
+
+
+def _deletions(word: str, depth: int) -> set[str]:
+    """``word`` with up to ``depth`` letters deleted (SymSpell's index keys)."""
+    out, frontier = {word}, {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+def _part_limit(part: str) -> int:
+    """Spelling edits allowed for one part of a split: none for 1-2 letters, then 1, from 6 letters 2."""
+    return 0 if len(part) <= 2 else 1 if len(part) <= 5 else 2
 
 
 def edit_distance(a: str, b: str, limit: int) -> int:
@@ -38,30 +62,56 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 
 class Corrector:
     def __init__(self, vocabulary: Sequence[str], ctc_ids: Callable[[str], list[int]], blank: int,
-                 delimiter: int, *, tolerance: float = 2.0) -> None:
+                 delimiter: int, *, tolerance: float = 2.0, lm: WordLM | None = None, lm_weight: float = 0.0,
+                 word_bonus: float = 0.0) -> None:
         self.words = sorted({w.lower() for w in vocabulary if w.strip()})
         self.known = set(self.words)
         self.ctc_ids, self.blank, self.delimiter, self.tolerance = ctc_ids, blank, delimiter, tolerance
+        self.lm = lm if lm is not None and lm_weight > 0 else None
+        self.lm_weight, self.word_bonus = (lm_weight, word_bonus) if self.lm is not None else (0.0, 0.0)
         self._near: dict[str, list[str]] = {}
+        self._index: dict[str, list[str]] = {}  # deletion key -> words (SymSpell), for the parts of splits
+        for w in self.words:
+            for key in _deletions(w, 2):
+                self._index.setdefault(key, []).append(w)
+        self._parts: dict[str, list[tuple[int, str]]] = {}
 
     def near(self, text: str) -> list[str]:
-        """Vocabulary words (and splits into two) within a spelling distance that grows with length."""
+        """Vocabulary words within a spelling distance that grows with length, then splits into words."""
         got = self._near.get(text)
         if got is None:
             limit = 1 if len(text) <= 4 else 2 if len(text) <= 8 else 3
             scored = [(edit_distance(text, w, limit), w) for w in self.words]
             out = [w for d, w in sorted(scored) if d <= limit][:MAX_CANDIDATES]
-            for k in range(2, len(text) - 1):  # "heterroff" -> "heater off"
-                left, right = self._closest(text[:k]), self._closest(text[k:])
-                if left and right:
-                    out.append(f"{left} {right}")
-            got = self._near[text] = out
+            got = self._near[text] = out + [s for s in self.splits(text) if s not in out]
         return got
 
-    def _closest(self, part: str) -> str | None:
-        limit = 0 if len(part) <= 3 else 1
-        best = min(((edit_distance(part, w, limit), w) for w in self.words), default=(limit + 1, ""))
-        return best[1] if best[0] <= limit else None
+    def part_matches(self, part: str) -> list[tuple[int, str]]:
+        """(edits, word) of the vocabulary words within ``_part_limit`` edits of ``part``, nearest first."""
+        got = self._parts.get(part)
+        if got is None:
+            limit = _part_limit(part)
+            seen = {w for key in _deletions(part, limit) for w in self._index.get(key, ())}
+            scored = sorted((edit_distance(part, w, limit), w) for w in seen)
+            got = self._parts[part] = [(d, w) for d, w in scored if d <= limit][:3]
+        return got
+
+    def splits(self, text: str) -> list[str]:
+        """``text`` read as 2..MAX_SPLIT words, each near a vocabulary word ("indnedareminder" -> "i need a
+        reminder"): the fewest edits in all first, at most 1 + len/5 of them."""
+        budget = 1 + len(text) // 5
+        best: list[list[tuple[int, tuple[str, ...]]]] = [[] for _ in range(len(text) + 1)]
+        best[0] = [(0, ())]
+        for j in range(1, len(text) + 1):
+            options = []
+            for i in range(max(0, j - MAX_PART), j):
+                if not best[i]:
+                    continue
+                for d, w in self.part_matches(text[i:j]):
+                    options += [(c + d, words + (w,)) for c, words in best[i]
+                                if c + d <= budget and len(words) < MAX_SPLIT]
+            best[j] = sorted(set(options), key=lambda o: (o[0], len(o[1])))[:MAX_SPLITS]
+        return list(dict.fromkeys(" ".join(words) for _, words in best[-1] if len(words) > 1))
 
     def __call__(self, text: str, log_probs: torch.Tensor) -> str:
         words = text.split()
@@ -85,7 +135,8 @@ class Corrector:
             for a, b, own, cands in options:
                 if not cands:
                     continue
-                pick = self._best(lp[window[a][0]:window[b][1] + 1], own, cands)
+                after = words[b + 1] if b + 1 < len(words) else EOS
+                pick = self._best(lp[window[a][0]:window[b][1] + 1], own, cands, (BOS, *out[-2:]), after)
                 if pick is not None and (best is None or pick[0] > best[0]):
                     best = (pick[0], b, pick[1])
             if best is None:
@@ -96,7 +147,9 @@ class Corrector:
                 i = best[1] + 1
         return " ".join(out)
 
-    def _best(self, lp: torch.Tensor, own: str, cands: list[str]) -> tuple[float, str] | None:
+    def _best(self, lp: torch.Tensor, own: str, cands: list[str], before: tuple[str, ...] = (BOS,),
+              after: str = EOS) -> tuple[float, str] | None:
+        """(score relative to ``own``, candidate) of the best candidate within the tolerance, or None."""
         pool = [(w, self.ctc_ids(w)) for w in [own, *cands]]
         n = lp.shape[0]
         pool = [(w, t) for w, t in pool if 0 < len(t) <= n]
@@ -108,7 +161,18 @@ class Corrector:
             blank=self.blank, reduction="none", zero_infinity=False)
         if not torch.isfinite(loss[0]):
             return None
-        gains = torch.nan_to_num(float(loss[0]) - loss[1:], nan=-float("inf"), posinf=-float("inf"))
-        k = int(gains.argmax())
-        gain = float(gains[k])
-        return (gain, pool[k + 1][0]) if gain >= -self.tolerance else None
+        gains = torch.nan_to_num(float(loss[0]) - loss[1:], nan=-float("inf"), posinf=-float("inf")).tolist()
+        if self.lm is not None:
+            mine = self._lm_score(before, own, after)
+            gains = [g + self.lm_weight * (self._lm_score(before, w, after) - mine)
+                     + self.word_bonus * (len(w.split()) - len(own.split())) for g, (w, _) in zip(gains, pool[1:])]
+        k = max(range(len(gains)), key=gains.__getitem__)
+        return (gains[k], pool[k + 1][0]) if gains[k] >= -self.tolerance else None
+
+    def _lm_score(self, before: tuple[str, ...], text: str, after: str) -> float:
+        """The LM's log-probability of ``text``'s words and the word after them, following ``before``."""
+        history, total = list(before), 0.0
+        for w in [*text.split(), after]:
+            total += self.lm.log_prob(history, w)
+            history.append(w)
+        return total

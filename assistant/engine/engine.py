@@ -239,11 +239,13 @@ class Engine:
         tol = self.llm.prompt.vocabulary_tolerance
         if tol <= 0 or not (self.vocabulary or bridge.config.lexicon) or self.encoder.ctc_tokenizer is None:
             return None
-        key = (bridge.config.lexicon, tol)
+        p = self.llm.prompt  # candidates are scored as the beam scores a reading: the same LM terms
+        key = (bridge.config.lexicon, tol, p.lm_weight, p.lm_word_bonus)
         cached = self._correctors.get(key)
         if cached is None:
             cached = Corrector([*self.vocabulary, *bridge.config.lexicon], self.encoder.ctc_ids,
-                               int(self.encoder.blank_id), self.encoder.word_delimiter_id, tolerance=tol)
+                               int(self.encoder.blank_id), self.encoder.word_delimiter_id, tolerance=tol,
+                               lm=self.word_lm, lm_weight=p.lm_weight, word_bonus=p.lm_word_bonus)
             self._correctors = {key: cached}  # one bridge serves at a time
         return cached
 
