@@ -4,7 +4,10 @@
                                 [--micro-batch-size N] [--gradient-checkpointing] [--method M] [--json FILE]
 
 naive: every step re-encodes the audio (encoder forward), conv bridge, LLM in the loop, batch 1,
-       for --epochs epochs over the user's N utterances.
+       for --epochs epochs over the user's N utterances. A bundle without a conv bridge (the shipped
+       one serves a text-input ctc bridge) trains a new conv bridge that way: Tiny-Align's end-to-end
+       projector, whose WER cannot reach the shipped bridge's in a few epochs (the ratio is then
+       taken at the same number of epochs).
 ours:  what the daemon's job runs: encoder outputs cached at inference time (not re-run), the
        [alignment] defaults (method, personal CTC head, replay, anchor, batch 16) on the bundle's
        default bridge, paused at checkpoints to measure the held-out WER (not timed).
@@ -92,8 +95,15 @@ def _naive(engine, waves, texts, epochs: int, seed: int):
     from assistant.engine.bridge import run_bridge
     from assistant.engine.engine import Engine
 
-    bridge = engine.bridge if engine.bridge.kind == "conv" else \
-        Engine.load_bridge_for(engine.bundle.bridge_dir("conv"), engine.encoder, engine.llm)
+    if engine.bridge.kind == "conv":
+        bridge = engine.bridge
+    elif "conv" in engine.bundle.manifest.bridges:
+        bridge = Engine.load_bridge_for(engine.bundle.bridge_dir("conv"), engine.encoder, engine.llm)
+    else:
+        from assistant.engine.checkpoint import new_bridge
+
+        bridge = new_bridge("conv", encoder_dim=engine.encoder.dim, llm_dim=engine.llm.dim,
+                            encoder_id=engine.encoder.identity, llm_id=engine.llm.identity, seed=seed)
     cand = copy.deepcopy(bridge)
     module = cand.module.train().requires_grad_(True)
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)

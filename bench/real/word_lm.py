@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                       [(prompt.lm_weight, prompt.lm_word_bonus)])[0]
         old = metrics.get(name, {})
         metrics[name] = {**old, "wer": r["wer"], "wer_ci95": r["wer_ci95"], "cer": r["cer"], "n": len(refs),
-                         "before_word_lm": {k: old[k] for k in ("wer", "wer_ci95", "cer") if k in old}}
+                         "before_word_lm": old.get("before_word_lm")  # a rerun keeps the greedy figures
+                         or {k: old[k] for k in ("wer", "wer_ci95", "cer") if k in old}}
         print(f"{name}: WER {r['wer']:.4f} {r['wer_ci95']} (before {old.get('wer')}; "
               f"faster-whisper {old.get('peer_wer')})", flush=True)
     save_manifest(root, dataclasses.replace(m, prompt=prompt, build=build, metrics=metrics))
