@@ -87,11 +87,16 @@ def whisper_source_of(bundle_dir) -> str | None:
         return None
 
 
+def bare(word: str) -> str:
+    """``word`` without a possessive 's."""
+    return word[:-2] if word.endswith("'s") else word
+
+
 def names_right(hyp: str, names: list[str]) -> bool:
     """Every name in ``hyp``, possessive or not ("barnaby's" holds "barnaby"; the 's is the WER's business)."""
     from assistant.metrics import contains_all
 
-    return contains_all(" ".join(w[:-2] if w.endswith("'s") else w for w in hyp.split()), names)
+    return contains_all(" ".join(bare(w) for w in hyp.split()), names)
 
 
 def peer_row(source: str, data_dir, waves, refs, names: list[list[str]] | None = None) -> dict:

@@ -161,16 +161,13 @@ def user_corpus(spec: str, n_adapt: int, n_test: int, seed: int) -> tuple[list[d
     return rows["adapt"], rows["test"]
 
 
-def _bare(word: str) -> str:
-    return word[:-2] if word.endswith("'s") else word
-
-
 def personal_words(text: str) -> list[str]:
     """The personal names and places ``text`` holds, possessives bare ("barnaby's" -> "barnaby")."""
     from assistant.synth.lexicon import PERSONAL_NAMES, PERSONAL_PLACES
+    from bench.peer import bare
 
     words = set(PERSONAL_NAMES) | set(PERSONAL_PLACES)
-    return [_bare(w) for w in text.split() if _bare(w) in words]
+    return [bare(w) for w in text.split() if bare(w) in words]
 
 
 def transcribe_encoded(engine, bridge, items: Sequence[tuple[object, float]]) -> list[str]:
