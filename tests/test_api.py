@@ -148,6 +148,24 @@ def test_unknown_ids_are_404(client):
     assert r.status_code == 400
 
 
+def test_ids_and_offsets_past_what_sqlite_holds_are_invalid_requests_not_500(client):
+    """SQLite's INTEGER is 64-bit signed: 2^63 used to reach the driver and come back as a 500."""
+    for method, path, name in (("GET", "/v1/utterances/9223372036854775808", "uid"),
+                               ("GET", "/v1/utterances/18446744073709551616/audio", "uid"),
+                               ("PATCH", "/v1/utterances/9223372036854775808", "uid"),
+                               ("DELETE", "/v1/utterances/9223372036854775808", "uid"),
+                               ("GET", "/v1/alignment/jobs/9223372036854775808", "job_id"),
+                               ("POST", "/v1/alignment/jobs/9223372036854775808/cancel", "job_id"),
+                               ("POST", "/v1/enrollment/prompts/9223372036854775808/recording", "prompt_id"),
+                               ("GET", "/v1/utterances?offset=18446744073709551616", "offset"),
+                               ("GET", "/v1/utterances/0", "uid")):
+        r = client.request(method, path, json={"label": "x"} if method == "PATCH" else None)
+        assert r.status_code == 400, (path, r.status_code, r.text)
+        assert name in r.json()["error"], (path, r.text)
+    assert client.get("/v1/utterances/9223372036854775807").status_code == 404  # the largest id: just absent
+    assert client.get("/v1/utterances?offset=9223372036854775807").status_code == 200
+
+
 def test_delete_removes_row_and_files(client, daemon):
     uid = post_turn(client, wav_bytes(1.0, seed=4)).json()["utterance_id"]
     assert (daemon.data_dir / "audio" / f"{uid}.wav").is_file()

@@ -8,6 +8,7 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from services.api.params import RowId
 from services.api.uploads import read_audio_upload
 
 router = APIRouter()
@@ -48,7 +49,7 @@ async def add_prompt(request: Request, body: PromptIn) -> dict:
 
 
 @router.post("/enrollment/prompts/{prompt_id}/recording", tags=["enrollment"], status_code=201)
-async def record_prompt(request: Request, prompt_id: int) -> dict:
+async def record_prompt(request: Request, prompt_id: RowId) -> dict:
     """Multipart ``audio``: the user reading the prompt; stored as a labelled utterance (label = prompt)."""
     from assistant.store import EnrollmentPrompt, repo
 
@@ -128,7 +129,7 @@ async def create_job(request: Request, body: JobIn | None = None) -> dict:
 
 
 @router.get("/alignment/jobs/{job_id}", tags=["alignment"])
-async def get_job(request: Request, job_id: int) -> dict:
+async def get_job(request: Request, job_id: RowId) -> dict:
     from assistant.store import repo
 
     def run(s):
@@ -138,7 +139,7 @@ async def get_job(request: Request, job_id: int) -> dict:
 
 
 @router.post("/alignment/jobs/{job_id}/cancel", tags=["alignment"])
-async def cancel_job(request: Request, job_id: int) -> dict:
+async def cancel_job(request: Request, job_id: RowId) -> dict:
     from assistant.store import repo
 
     def run(s):

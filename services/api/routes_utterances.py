@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, model_validator
 
+from services.api.params import MAX_SQLITE_INT, RowId
+
 router = APIRouter(tags=["utterances"])
 
 
@@ -25,7 +27,8 @@ async def _in_session(request: Request, fn, *, write: bool = True):
 
 
 @router.get("/utterances")
-async def list_utterances(request: Request, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+async def list_utterances(request: Request, limit: int = Query(50, ge=1, le=500),
+                          offset: int = Query(0, ge=0, le=MAX_SQLITE_INT),
                           since: datetime | None = None, until: datetime | None = None,
                           has_label: bool | None = None, q: str | None = Query(None, max_length=200)) -> dict:
     """Newest first; ``q`` searches transcripts and labels; times are ISO 8601."""
@@ -41,7 +44,7 @@ async def list_utterances(request: Request, limit: int = Query(50, ge=1, le=500)
 
 
 @router.get("/utterances/{uid}")
-async def get_utterance(request: Request, uid: int) -> dict:
+async def get_utterance(request: Request, uid: RowId) -> dict:
     from assistant.store import repo
 
     def run(s):
@@ -51,7 +54,7 @@ async def get_utterance(request: Request, uid: int) -> dict:
 
 
 @router.get("/utterances/{uid}/audio")
-async def get_audio(request: Request, uid: int):
+async def get_audio(request: Request, uid: RowId):
     from assistant.store import repo
     from services.api.app import ApiError
 
@@ -78,7 +81,7 @@ class LabelPatch(BaseModel):
 
 
 @router.patch("/utterances/{uid}")
-async def patch_utterance(request: Request, uid: int, body: LabelPatch) -> dict:
+async def patch_utterance(request: Request, uid: RowId, body: LabelPatch) -> dict:
     from assistant.store import repo
 
     def run(s):
@@ -94,7 +97,7 @@ async def patch_utterance(request: Request, uid: int, body: LabelPatch) -> dict:
 
 
 @router.delete("/utterances/{uid}")
-async def delete_utterance(request: Request, uid: int) -> dict:
+async def delete_utterance(request: Request, uid: RowId) -> dict:
     from assistant.store import repo
 
     data_dir = request.app.state.daemon.data_dir
