@@ -135,6 +135,21 @@ def test_labels_corrections_confirmations_and_bad_json(client):
     assert client.get("/v1/utterances", params={"has_label": "true"}).json()["total"] >= 1
 
 
+def test_json_bodies_are_taken_as_typed(client):
+    """No "yes" or 1 for true, no "5" for 5, no NaN: each refused with the field named, the row unchanged."""
+    uid = post_turn(client, wav_bytes(1.0, seed=5)).json()["utterance_id"]
+    for body, field in (({"confirm": "yes"}, "confirm"), ({"confirm": 1}, "confirm"), ({"label": 7}, "label")):
+        r = client.patch(f"/v1/utterances/{uid}", json=body)
+        assert r.status_code == 400 and field in r.json()["error"], (body, r.text)
+    assert client.get(f"/v1/utterances/{uid}").json()["label"] is None
+    for raw, word in ((b'{"seconds": NaN}', "finite"), (b'{"seconds": "5"}', "number")):
+        r = client.post("/v1/listen", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and word in r.json()["error"] and "seconds" in r.json()["error"], r.text
+    assert client.post("/v1/listen", json={"seconds": 5}).status_code == 200  # an integer is a number
+    r = client.post("/v1/alignment/jobs", json={"method": 3})
+    assert r.status_code == 400 and "method" in r.json()["error"]
+
+
 def test_unknown_ids_are_404(client):
     for method, path in (("GET", "/v1/utterances/999999"), ("GET", "/v1/utterances/999999/audio"),
                          ("DELETE", "/v1/utterances/999999"), ("GET", "/v1/alignment/jobs/999999"),

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from services.api.params import RowId
+from services.api.params import RowId, StrictBody
 from services.api.uploads import read_audio_upload
 
 router = APIRouter()
@@ -37,7 +37,7 @@ async def list_prompts(request: Request) -> dict:
                              write=False)
 
 
-class PromptIn(BaseModel):
+class PromptIn(StrictBody):
     text: str = Field(min_length=2, max_length=300, description="a sentence to read aloud, e.g. with a contact's name")
 
 
@@ -99,7 +99,7 @@ async def activate(request: Request, version: str) -> dict:
 
 
 # --- alignment jobs -----------------------------------------------------------------------------------
-class JobIn(BaseModel):
+class JobIn(StrictBody):
     method: str | None = Field(default=None, description="training method (default: the configured one)")
 
 

@@ -7,8 +7,9 @@ import asyncio
 import time
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from services.api.params import StrictBody
 from services.api.uploads import read_audio_upload
 
 router = APIRouter(tags=["turns"])
@@ -57,7 +58,7 @@ async def status(request: Request) -> dict:
     }
 
 
-class ListenRequest(BaseModel):
+class ListenRequest(StrictBody):
     seconds: float | None = Field(default=None, gt=0, le=300, description="window length (default: config)")
 
 

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from services.api.params import MAX_SQLITE_INT, RowId
+from services.api.params import MAX_SQLITE_INT, RowId, StrictBody
 
 router = APIRouter(tags=["utterances"])
 
@@ -68,7 +68,7 @@ async def get_audio(request: Request, uid: RowId):
     return FileResponse(path, media_type="audio/wav", filename=f"utterance-{uid}.wav")
 
 
-class LabelPatch(BaseModel):
+class LabelPatch(StrictBody):
     label: str | None = Field(default=None, min_length=1, max_length=2000,
                               description="the correct transcript (a correction)")
     confirm: bool | None = Field(default=None, description="true: the transcript was right")
