@@ -509,3 +509,25 @@ def test_audio_fsynced_before_a_crash_without_its_row_is_adopted(tmp_path):
         new = repo.record_utterance(s, data_dir=data, samples=np.zeros(8000, dtype=np.float32), source="mic").id
     assert new == kept + 2  # the adopted id is never reused
     store.close()
+
+
+def test_start_sweeps_temp_files_of_dead_writers_at_once_and_keeps_a_live_writers(tmp_path):
+    """A kill leaves `.N.safetensors.<pid>.<hex>.tmp`; its writer is gone, so no need to wait an hour."""
+    import subprocess
+    import time
+
+    from assistant.store import open_store
+
+    data_dir = tmp_path / "data"
+    open_store(data_dir).close()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names no process
+    left = data_dir / "encoded" / f".7.safetensors.{dead.pid}.0a1b2c3d.tmp"
+    mine = data_dir / "encoded" / f".8.safetensors.{os.getpid()}.0a1b2c3d.tmp"  # a write in progress
+    old_mine = data_dir / "audio" / f".9.wav.{os.getpid()}.0a1b2c3d.tmp"
+    for p in (left, mine, old_mine):
+        p.write_bytes(b"partial")
+    os.utime(old_mine, (time.time() - 7200, time.time() - 7200))  # a reused pid's: old, so a leftover
+    open_store(data_dir).close()
+    assert not left.exists() and not old_mine.exists()
+    assert mine.exists()

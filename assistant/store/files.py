@@ -125,14 +125,32 @@ def write_private_file(data_dir: Path, rel: str, data: bytes) -> Path:
     return target
 
 
+def _writer_gone(path: Path) -> bool:
+    """True when the process that wrote temp file ``path`` (its pid is in the name) no longer runs."""
+    try:
+        pid = int(path.name.rsplit(".", 3)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: alive
+        return False
+    return False
+
+
 def sweep_temp_files(data_dir: Path) -> int:
-    """Remove temp files a crash left behind (only old ones: a concurrent writer may own a young one)."""
+    """Remove temp files a crash left behind: those whose writer (the pid in the name) is gone, and any
+    older than an hour (a reused pid); a young one of a live process may be a write in progress."""
     removed = 0
     cutoff = time.time() - _STALE_TMP_S
     for sub in (AUDIO_DIR, ENCODED_DIR):
         for p in (Path(data_dir) / sub).glob(f".*{_TMP_SUFFIX}"):
             try:
-                if p.stat().st_mtime < cutoff:
+                if p.stat().st_mtime < cutoff or _writer_gone(p):
                     p.unlink()
                     removed += 1
             except OSError as exc:
