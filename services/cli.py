@@ -14,6 +14,7 @@ import sys
 
 from assistant import __version__
 from assistant.errors import AssistantError
+from services.terminal import shown
 
 log = logging.getLogger("assistant")
 
@@ -74,7 +75,7 @@ def cmd_run_files(args: argparse.Namespace) -> int:
             turn = engine.run(audio.samples, respond=respond)
         except AssistantError as exc:
             failed += 1
-            print(f"error: {name}: {exc}", file=sys.stderr)
+            print(f"error: {shown(name)}: {shown(exc, lines=True)}", file=sys.stderr)
             if args.json:
                 print(json.dumps({"file": name, "error": str(exc)}), flush=True)
             continue
@@ -85,11 +86,12 @@ def cmd_run_files(args: argparse.Namespace) -> int:
             print(json.dumps(row), flush=True)
         elif respond:
             t = turn.timings
-            print(f"{name}\n  you said:  {turn.transcript}\n  assistant: {turn.response}\n"
+            print(f"{shown(name)}\n  you said:  {shown(turn.transcript)}\n  assistant: {shown(turn.response)}\n"
                   f"  timings:   encoder {t.encoder_s:.3f} s, bridge {t.bridge_s:.3f} s, transcript "
                   f"{t.transcript_s:.3f} s, response {t.response_s:.3f} s (bridge {turn.bridge_version})", flush=True)
         else:
-            print(f"{name}: {turn.transcript}" if len(args.files) > 1 else turn.transcript, flush=True)
+            print(f"{shown(name)}: {shown(turn.transcript)}" if len(args.files) > 1 else shown(turn.transcript),
+                  flush=True)
     return 2 if failed else 0
 
 
@@ -173,8 +175,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(page, indent=2))
         return 0
     for u in page["utterances"]:
-        label = f"  [label: {u['label']['text']}]" if u.get("label") else ""
-        print(f"{u['id']:>6}  {u['created_at'][:19]}  {u['status']:<10} {u.get('transcript') or ''}{label}")
+        label = f"  [label: {shown(u['label']['text'])}]" if u.get("label") else ""
+        print(f"{u['id']:>6}  {u['created_at'][:19]}  {u['status']:<10} {shown(u.get('transcript') or '')}{label}")
     print(f"({len(page['utterances'])} of {page['total']})")
     return 0
 
@@ -186,7 +188,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
         raise AssistantError("give the correct text, or --confirm", fix='assistant correct ID "what I said"')
     u = _client(args).patch(f"/v1/utterances/{args.id}", body)
-    print(f"utterance {u['id']}: label '{u['label']['text']}' ({u['label']['source']})")
+    print(f"utterance {u['id']}: label '{shown(u['label']['text'])}' ({u['label']['source']})")
     return 0
 
 
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AssistantError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shown(exc, lines=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -13,6 +13,7 @@ import time
 import uuid
 
 from assistant.errors import AssistantError
+from services.terminal import shown
 
 TERMINAL = ("succeeded", "rejected", "failed", "cancelled")
 
@@ -88,7 +89,7 @@ def cmd_enroll(args, config_of) -> int:
             raise AssistantError("every enrollment prompt is recorded", fix="add one with --text \"...\"")
         pid = todo[0]["id"]
     prompt = next(p for p in c.get("/v1/enrollment/prompts")["prompts"] if p["id"] == pid)
-    print(f'prompt {pid}: "{prompt["text"]}"')
+    print(f'prompt {pid}: "{shown(prompt["text"])}"')
     if args.file:
         with open(args.file, "rb") as f:
             data = f.read()

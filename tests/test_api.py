@@ -150,6 +150,18 @@ def test_json_bodies_are_taken_as_typed(client):
     assert r.status_code == 400 and "method" in r.json()["error"]
 
 
+def test_nul_is_refused_in_every_text_field(client):
+    uid = post_turn(client, wav_bytes(1.0, seed=6)).json()["utterance_id"]
+    r = client.patch(f"/v1/utterances/{uid}", json={"label": "call\u0000barnaby"})
+    assert r.status_code == 400 and "label" in r.json()["error"] and "NUL" in r.json()["error"], r.text
+    assert client.get(f"/v1/utterances/{uid}").json()["label"] is None
+    r = client.post("/v1/enrollment/prompts", json={"text": "call\u0000barnaby"})
+    assert r.status_code == 400 and "text" in r.json()["error"] and "NUL" in r.json()["error"], r.text
+    r = client.get("/v1/utterances?q=%00")  # matched every row before
+    assert r.status_code == 400 and "q" in r.json()["error"] and "NUL" in r.json()["error"], r.text
+    assert client.get("/v1/utterances", params={"q": "barnaby"}).status_code == 200
+
+
 def test_unknown_ids_are_404(client):
     for method, path in (("GET", "/v1/utterances/999999"), ("GET", "/v1/utterances/999999/audio"),
                          ("DELETE", "/v1/utterances/999999"), ("GET", "/v1/alignment/jobs/999999"),

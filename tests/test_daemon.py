@@ -132,6 +132,12 @@ def test_sigterm_exits_zero_and_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_pa
         assert r.returncode == 0 and "set a timer for five minutes" in r.stdout, r.stderr
         r = cli("history", "--labelled")
         assert "label: set a timer for five minutes" in r.stdout
+        # a label with an ESC sequence, a right-to-left override and a newline prints as escapes
+        r = cli("correct", str(uid), "call \x1b[2Jbarnaby\u202eevil\nfake row")
+        assert r.returncode == 0 and "\x1b" not in r.stdout and "\u202e" not in r.stdout, r.stdout
+        assert "call \\x1b[2Jbarnaby\\u202eevil\\x0afake row" in r.stdout
+        r = cli("history", "--labelled")
+        assert "\x1b" not in r.stdout and "label: call \\x1b[2Jbarnaby\\u202eevil\\x0afake row]" in r.stdout
         r = cli("correct", "999999", "x")
         assert r.returncode == 2 and "404" in r.stderr
     finally:

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from services.api.params import RowId, StrictBody
+from services.api.params import RowId, StrictBody, Text
 from services.api.uploads import read_audio_upload
 
 router = APIRouter()
@@ -38,7 +38,7 @@ async def list_prompts(request: Request) -> dict:
 
 
 class PromptIn(StrictBody):
-    text: str = Field(min_length=2, max_length=300, description="a sentence to read aloud, e.g. with a contact's name")
+    text: Text = Field(min_length=2, max_length=300, description="a sentence to read aloud, e.g. with a contact's name")
 
 
 @router.post("/enrollment/prompts", tags=["enrollment"], status_code=201)

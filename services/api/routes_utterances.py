@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import Field, model_validator
 
-from services.api.params import MAX_SQLITE_INT, RowId, StrictBody
+from services.api.params import MAX_SQLITE_INT, RowId, SearchText, StrictBody, Text
 
 router = APIRouter(tags=["utterances"])
 
@@ -30,7 +30,7 @@ async def _in_session(request: Request, fn, *, write: bool = True):
 async def list_utterances(request: Request, limit: int = Query(50, ge=1, le=500),
                           offset: int = Query(0, ge=0, le=MAX_SQLITE_INT),
                           since: datetime | None = None, until: datetime | None = None,
-                          has_label: bool | None = None, q: str | None = Query(None, max_length=200)) -> dict:
+                          has_label: bool | None = None, q: SearchText = None) -> dict:
     """Newest first; ``q`` searches transcripts and labels; times are ISO 8601."""
     from assistant.store import repo
 
@@ -69,7 +69,7 @@ async def get_audio(request: Request, uid: RowId):
 
 
 class LabelPatch(StrictBody):
-    label: str | None = Field(default=None, min_length=1, max_length=2000,
+    label: Text | None = Field(default=None, min_length=1, max_length=2000,
                               description="the correct transcript (a correction)")
     confirm: bool | None = Field(default=None, description="true: the transcript was right")
 
