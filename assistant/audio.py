@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from assistant.errors import AudioError
+from assistant.errors import AudioError, UnreadableAudioError
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def load_audio(source: str | os.PathLike | bytes | BinaryIO, *,
         except (sf.SoundFileError, RuntimeError) as e:
             if "malformed" in str(e):  # libsndfile knows the format but cannot parse it
                 raise _truncated(str(e).rsplit(":", 1)[-1]) from None
-            raise AudioError("the data is not a readable audio file", fix=_ACCEPTED) from None
+            raise UnreadableAudioError("the data is not a readable audio file", fix=_ACCEPTED) from None
         with snd:
             fmt = f"{snd.format} {snd.subtype}"
             if snd.format in ("WAV", "WAVEX") and _wav_shortfall(head, size):

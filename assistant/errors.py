@@ -22,6 +22,10 @@ class AudioError(AssistantError):
     """The audio cannot be used: not audio, truncated, empty, too long, non-finite samples."""
 
 
+class UnreadableAudioError(AudioError):
+    """The data is not audio at all (no format the decoder knows), as opposed to unusable audio."""
+
+
 class ModelFilesError(AssistantError):
     """A model directory or bundle is missing, incomplete or unreadable."""
 
@@ -47,6 +51,10 @@ class StoreError(AssistantError):
 
     Raised instead of deleting anything: the message names the path and what the user can do.
     """
+
+
+class DiskFullError(StoreError):
+    """No space is left for the store: the disk (or quota) holding the data dir or the database is full."""
 
 
 class NotFoundError(AssistantError):

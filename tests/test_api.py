@@ -315,3 +315,22 @@ def test_satellite_stream_over_websocket_becomes_logged_utterances(client, daemo
 
     msg, code = asyncio.run(bad_header())
     assert code == 1003 and msg["field"] == "format"
+
+
+def test_error_types_map_to_statuses_in_one_table():
+    """The status follows the error's type, never words in its message ("full", "readable")."""
+    from assistant.errors import (AssistantError, AudioError, BusyError, DiskFullError, ModelFilesError, NotFoundError,
+                                  RefusedError, StoreError, UnreadableAudioError)
+    from services.api.app import _status_for
+
+    cases = ((UnreadableAudioError("x"), 415), (AudioError("not a readable audio file, says the message"), 422),
+             (NotFoundError("x"), 404), (BusyError("the queue is full"), 503), (RefusedError("x"), 409),
+             (ModelFilesError("x"), 409), (DiskFullError("x"), 507), (StoreError("the disk is full"), 503),
+             (AssistantError("x"), 400))
+    for exc, status in cases:
+        assert _status_for(exc) == status, (type(exc).__name__, exc)
+
+
+def test_data_that_is_not_audio_is_415(client):
+    r = client.post("/v1/turns", files={"audio": ("a.wav", b"this is not audio at all" * 10, "audio/wav")})
+    assert r.status_code == 415 and "not a readable audio file" in r.json()["error"], r.text

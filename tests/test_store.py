@@ -14,7 +14,7 @@ import torch
 from sqlalchemy import inspect, select
 
 from assistant.engine.encoder import EncoderOutput
-from assistant.errors import NotFoundError, RefusedError, StoreError
+from assistant.errors import DiskFullError, NotFoundError, RefusedError, StoreError
 from assistant.store import (Utterance, add_bridge_version, add_prompt, add_utterance, apply_retention,
                              attach_recording, complete_turn, count_labels_since, create_job, current_revision,
                              delete_utterance, ensure_shipped_prompts, fail_utterance, get_active_bridge, get_job,
@@ -382,7 +382,7 @@ def test_disk_full_while_writing_audio(store, data_dir, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", full)
-    with pytest.raises(StoreError) as err, store.session() as s:
+    with pytest.raises(DiskFullError) as err, store.session() as s:  # the type the API answers 507 for
         record_utterance(s, data_dir=data_dir, samples=wave(), source="mic")
     monkeypatch.setattr(os, "write", real_write)
     assert str(data_dir) in str(err.value) and "free disk space" in str(err.value)
@@ -393,7 +393,7 @@ def test_disk_full_while_writing_audio(store, data_dir, monkeypatch):
 
 def test_database_full_is_a_store_error(store):
     keep = record(store, "kept")
-    with pytest.raises(StoreError, match="full") as err, store.session() as s:
+    with pytest.raises(DiskFullError, match="full") as err, store.session() as s:  # the same type as a full disk
         pages = s.connection().exec_driver_sql("PRAGMA page_count").scalar()
         s.connection().exec_driver_sql(f"PRAGMA max_page_count={pages + 1}")
         add_utterance(s, source="api", audio_path="audio/x.wav", audio_sha256="", duration_s=1.0)

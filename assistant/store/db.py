@@ -32,7 +32,7 @@ from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from assistant.errors import StoreError
+from assistant.errors import DiskFullError, StoreError
 from assistant.store.files import AUDIO_DIR, ENCODED_DIR, ensure_private_dir, os_error, sweep_temp_files
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def translate_error(exc: BaseException, db_path: Path) -> StoreError | None:
     data_dir = db_path.parent
     keep = "nothing was deleted"
     if name.startswith("SQLITE_FULL") or "database or disk is full" in msg:
-        return StoreError(f"the disk holding the database {db_path} is full",
+        return DiskFullError(f"the disk holding the database {db_path} is full",
                           fix="free disk space, or lower store.retention_days / store.retention_max_mb, or move "
                               f"data_dir to a larger disk; {keep}")
     if name.startswith("SQLITE_READONLY") or "readonly database" in msg:

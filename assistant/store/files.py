@@ -20,7 +20,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable
 
-from assistant.errors import RefusedError, StoreError
+from assistant.errors import DiskFullError, RefusedError, StoreError
 
 if TYPE_CHECKING:
     from assistant.engine.encoder import EncoderOutput
@@ -58,7 +58,7 @@ def resolve(data_dir: Path, rel: str) -> Path:
 def os_error(exc: OSError, path: Path, data_dir: Path) -> StoreError:
     """One clear StoreError for a failed file operation; the caller has already cleaned up."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StoreError(
+        return DiskFullError(
             f"no space left on the disk holding the data dir {data_dir}: could not write {path}",
             fix="free disk space, or lower store.retention_days / store.retention_max_mb, or move data_dir "
                 "to a larger disk; nothing stored was deleted")

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant import __version__
-from assistant.errors import (AssistantError, AudioError, BridgeMismatchError, BusyError, ModelFilesError, NotFoundError,
-                              RefusedError, StoreError)
+from assistant.errors import (AssistantError, AudioError, BridgeMismatchError, BusyError, DiskFullError, ModelFilesError,
+                              NotFoundError, RefusedError, StoreError, UnreadableAudioError)
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +28,21 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
+# Domain error type -> HTTP status, most specific first; any other AssistantError is a bad request (400).
+STATUS_FOR: tuple[tuple[type[AssistantError], int], ...] = (
+    (UnreadableAudioError, 415),
+    (AudioError, 422),
+    (NotFoundError, 404),
+    (BusyError, 503),  # with Retry-After: the queue is full now, not for good
+    (BridgeMismatchError, 409), (ModelFilesError, 409), (RefusedError, 409),
+    (DiskFullError, 507),
+    (StoreError, 503),
+)
+RETRY_AFTER_S = 1
+
+
 def _status_for(exc: AssistantError) -> int:
-    if isinstance(exc, AudioError):
-        return 415 if "not a readable audio" in exc.problem else 422
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, BusyError):
-        return 503
-    if isinstance(exc, (BridgeMismatchError, ModelFilesError, RefusedError)):
-        return 409
-    if isinstance(exc, StoreError):
-        return 507 if "full" in exc.problem else 503
-    return 400
+    return next((status for kind, status in STATUS_FOR if isinstance(exc, kind)), 400)
 
 
 def create_app(daemon) -> FastAPI:
@@ -53,7 +56,9 @@ def create_app(daemon) -> FastAPI:
 
     @app.exception_handler(AssistantError)
     async def _assistant_error(_: Request, exc: AssistantError):
-        return JSONResponse({"error": str(exc)}, status_code=_status_for(exc))
+        status = _status_for(exc)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 and isinstance(exc, BusyError) else None
+        return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException):
