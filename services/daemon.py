@@ -178,9 +178,10 @@ class Daemon:
         from assistant.synth.text import base_sentences
         from services.bridges import register_base
 
-        from assistant.alignment.registry import clean_partial
+        from assistant.alignment.registry import adopt_orphan_versions, clean_partial
 
         clean_partial(self.data_dir)  # a version write interrupted by a crash; never a complete version
+        adopt_orphan_versions(self.store)  # a complete version whose row a crash kept from being written
         with self.store.session() as s:
             repo.adopt_orphan_audio(s, data_dir=self.data_dir)  # captured just before a crash
         register_base(self, self.worker.engine)

@@ -179,6 +179,26 @@ def test_partial_versions_are_cleaned_and_skipped(store, tiny_engine):
         assert [(v.version, v.status) for v in list_bridge_versions(s)] == [("v0001", "rejected")]
 
 
+def test_a_version_left_without_its_row_is_adopted_with_its_gate_verdict(store, tiny_engine, caplog):
+    """A kill between the rename and the row: the next start records it (loudly), as the gate judged it."""
+    for version, accepted in (("v0001", True), ("v0002", False)):
+        registry.write_version(own_bridge(tiny_engine), store.data_dir, version, parent_version="random-0",
+                               metrics={"accepted": accepted, "user_wer_after": 0.2}, training={"method": "ctc"},
+                               data_summary={"train": 40})
+    broken = store.data_dir / "bridges" / "v0003"
+    broken.mkdir()  # not one of ours: no readable bridge.json
+    with caplog.at_level("WARNING"):
+        assert registry.adopt_orphan_versions(store) == ["v0001", "v0002"]
+    assert "v0001" in caplog.text and "adopted as accepted" in caplog.text and "v0003" in caplog.text
+    with store.session(write=False) as s:
+        rows = {v.version: v for v in list_bridge_versions(s)}
+    assert {v: r.status for v, r in rows.items()} == {"v0001": "accepted", "v0002": "rejected"}
+    assert rows["v0001"].metrics["adopted_at_start"] and rows["v0001"].parent_version == "random-0"
+    assert rows["v0001"].data_summary == {"train": 40}
+    assert registry.adopt_orphan_versions(store) == []  # once
+    assert broken.is_dir()  # left for the user to look at, never deleted
+
+
 def test_diff_versions(tmp_path, tiny_engine):
     a = registry.write_version(own_bridge(tiny_engine), tmp_path, "v0001", parent_version=None,
                                metrics={"wer": 0.4}, training={}, data_summary={})

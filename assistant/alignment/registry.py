@@ -7,7 +7,8 @@ left over is only a ``.tmp-*`` directory, which ``clean_partial`` removes. A ver
 never written again: a new bridge gets a new name (``next_version``).
 
 The store row (``record_version``) is written after the directory: a crash in between leaves a complete
-directory without a row, which ``next_version`` steps over instead of colliding with.
+directory without a row, which ``next_version`` steps over instead of colliding with, and which
+``adopt_orphan_versions`` records at the next start.
 """
 
 from __future__ import annotations
@@ -156,6 +157,38 @@ def record_version(store: "Store", *, version: str, path: Path | str, bridge_con
     return row
 
 
+def adopt_orphan_versions(store: "Store") -> list[str]:
+    """Record the complete version directories that have no row (a crash between the rename and
+    ``record_version``); returns their names. The gate's verdict is in the directory's own JSON
+    (``metrics["accepted"]``): an accepted one comes back accepted (never active by itself), anything
+    else rejected. Call it at start, when no job can be writing a version."""
+    root = bridges_dir(store.data_dir)
+    if not root.is_dir():
+        return []
+    with store.session(write=False) as s:
+        known = {v.version for v in jobs.list_bridge_versions(s)}
+    adopted = []
+    for p in sorted(root.iterdir()):
+        if not p.is_dir() or p.is_symlink() or version_number(p.name) is None or p.name in known:
+            continue
+        try:
+            cfg = read_bridge_config(p)
+            if cfg.version != p.name:
+                raise ModelFilesError(f"its bridge.json says version {cfg.version!r}")
+        except ModelFilesError as exc:
+            log.error("bridge version directory %s has no store row and cannot be read (%s); left in place", p, exc)
+            continue
+        status = "accepted" if cfg.metrics.get("accepted") is True else "rejected"
+        record_version(store, version=p.name, path=p, bridge_config=cfg, status=status,
+                       metrics={**cfg.metrics, "adopted_at_start": True},
+                       data_summary=dict(cfg.training.get("data_summary") or {}), job_id=None,
+                       parent_version=cfg.parent_version)
+        log.warning("bridge version %s was on disk without its store row (a crash while it was recorded): "
+                    "adopted as %s", p.name, status)
+        adopted.append(p.name)
+    return adopted
+
+
 def verify_version(path: Path | str, *, engine: "Engine") -> LoadedBridge:
     """Load a version dir for ``engine`` (sha256, dims, identities), naming the version in any refusal."""
     path = Path(path)
@@ -211,5 +244,5 @@ def diff_versions(a: Path | str, b: Path | str) -> dict[str, Any]:
             "shape_changed": shape_changed}
 
 
-__all__ = ["BRIDGES_DIR", "bridges_dir", "clean_partial", "diff_versions", "next_version",
+__all__ = ["BRIDGES_DIR", "adopt_orphan_versions", "bridges_dir", "clean_partial", "diff_versions", "next_version",
            "record_version", "verify_version", "version_number", "write_version"]
