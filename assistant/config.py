@@ -115,10 +115,12 @@ class ApiConfig:
     port: int = 8765
     token: str = ""  # empty: generated into <data_dir>/api-token (0600) on first start
     max_upload_mb: float = 10.0
+    max_json_kb: float = 64.0  # other request bodies (labels, prompts, job requests): refused past this
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "api.port", "0..65535 (0: any free port)")
         _check(self.max_upload_mb > 0, "api.max_upload_mb", "a number > 0")
+        _check(self.max_json_kb > 0, "api.max_json_kb", "a number of KiB > 0")
 
 
 @dataclass(frozen=True)

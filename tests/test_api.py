@@ -334,3 +334,21 @@ def test_error_types_map_to_statuses_in_one_table():
 def test_data_that_is_not_audio_is_415(client):
     r = client.post("/v1/turns", files={"audio": ("a.wav", b"this is not audio at all" * 10, "audio/wav")})
     assert r.status_code == 415 and "not a readable audio file" in r.json()["error"], r.text
+
+
+def test_json_bodies_past_the_cap_are_413_before_they_are_read(client):
+    uid = post_turn(client, wav_bytes(1.0, seed=7)).json()["utterance_id"]
+    big = json.dumps({"label": "x" * (100 * 1024)}).encode()  # over api.max_json_kb = 64
+    r = client.patch(f"/v1/utterances/{uid}", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "max_json_kb" in r.json()["error"], r.text
+
+    def chunks():  # no Content-Length: counted as it streams
+        for _ in range(100):
+            yield b" " * 1024
+        yield b'{"label": "x"}'
+
+    r = client.patch(f"/v1/utterances/{uid}", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "max_json_kb" in r.json()["error"], r.text
+    assert client.get(f"/v1/utterances/{uid}").json()["label"] is None  # nothing stored
+    r = client.patch(f"/v1/utterances/{uid}", json={"label": "set a timer"})  # a normal body still goes
+    assert r.status_code == 200

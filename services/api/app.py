@@ -49,6 +49,9 @@ def create_app(daemon) -> FastAPI:
     app = FastAPI(title="assistant", version=__version__, description="On-device personal voice assistant",
                   docs_url="/docs", openapi_url="/openapi.json")
     app.state.daemon = daemon
+    from services.api.bodylimit import BodyLimit
+
+    app.add_middleware(BodyLimit, max_bytes=int(daemon.config.api.max_json_kb * 1024))
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
