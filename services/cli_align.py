@@ -65,13 +65,22 @@ def _record(seconds: float, device: str) -> bytes:
     import io
 
     import numpy as np
-    import sounddevice as sd
     import soundfile as sf
 
+    fix = ("list the input devices with `python -m sounddevice` and pass --device N or a part of its name, "
+           "or record a file and use --file")
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # the PortAudio library itself is missing
+        raise AssistantError(f"cannot use a microphone: {exc}", fix="install libportaudio2, or use --file") from None
     dev = int(device) if device.isdigit() else (device or None)
-    print(f"recording {seconds:.0f} s ... speak now", file=sys.stderr, flush=True)
-    x = sd.rec(int(seconds * 16000), samplerate=16000, channels=1, dtype="float32", device=dev)
-    sd.wait()
+    which = f"the input device {device!r}" if device else "the default input device"
+    try:
+        print(f"recording {seconds:.0f} s ... speak now", file=sys.stderr, flush=True)
+        x = sd.rec(int(seconds * 16000), samplerate=16000, channels=1, dtype="float32", device=dev)
+        sd.wait()
+    except (sd.PortAudioError, ValueError) as exc:  # no such device, none at all, or it refuses 16 kHz mono
+        raise AssistantError(f"cannot record from {which}: {exc}", fix=fix) from None
     buf = io.BytesIO()
     sf.write(buf, np.asarray(x)[:, 0], 16000, format="WAV", subtype="PCM_16")
     return buf.getvalue()

@@ -165,6 +165,10 @@ def test_personalization_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_path):
         assert r.returncode == 0 and 'call leocadia' in r.stdout and "stored as utterance" in r.stdout, r.stderr
         r = cli("history", "--labelled")
         assert "label: call leocadia" in r.stdout
+        r = cli("enroll", "--device", "no-such-microphone-xyz")  # a typo in --device: one clear line
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "error: cannot record from the input device 'no-such-microphone-xyz'" in r.stderr, r.stderr
+        assert "--device" in r.stderr.split("error:", 1)[1]
         r = cli("bridges", "list")
         assert r.returncode == 0 and "* random-0" in r.stdout
         r = cli("bridges", "activate", "random-0")
