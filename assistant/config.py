@@ -116,6 +116,8 @@ class ApiConfig:
     token: str = ""  # empty: generated into <data_dir>/api-token (0600) on first start
     max_upload_mb: float = 10.0
     max_json_kb: float = 64.0  # other request bodies (labels, prompts, job requests): refused past this
+    # Host / Origin names the API answers to besides loopback and api.host (services/api/guard.py)
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "api.port", "0..65535 (0: any free port)")
@@ -285,6 +287,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             value = "on" if value else "off"
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is tuple:  # a TOML array of strings
+            if not (isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)):
+                raise ConfigError(f"config key {full} must be a list of non-empty strings, got {value!r}")
+            value = tuple(v.strip() for v in value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ConfigError(f"config key {full} must be {expected.__name__}, got {type(value).__name__} {value!r}")
         kwargs[key] = value

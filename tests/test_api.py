@@ -55,6 +55,32 @@ def test_health_needs_no_token_but_everything_else_does(daemon):
         r = httpx.get(daemon.url + path, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401, path
     assert httpx.get(daemon.url + "/docs").status_code == 200
+    for loose in (f"Bearer    {daemon.token}", f"bearer {daemon.token}", f"Bearer\t{daemon.token}"):
+        assert httpx.get(daemon.url + "/v1/status", headers={"Authorization": loose}).status_code == 401, loose
+
+
+def test_a_foreign_host_or_page_is_refused_before_any_route(daemon):
+    """DNS rebinding sends the attacker's name as Host; a web page adds its Origin (a WebSocket included)."""
+    import asyncio
+
+    import websockets.exceptions
+
+    h = {**daemon.headers}
+    r = httpx.get(daemon.url + "/v1/status", headers={**h, "Host": f"rebind.example:{daemon.port}"})
+    assert r.status_code == 400 and "api.allowed_hosts" in r.json()["error"], r.text
+    r = httpx.get(daemon.url + "/v1/status", headers={**h, "Origin": "http://evil.example"})
+    assert r.status_code == 400 and "evil.example" in r.json()["error"], r.text
+    for ok in ({"Host": f"localhost:{daemon.port}"}, {"Origin": f"http://127.0.0.1:{daemon.port}"}, {}):
+        assert httpx.get(daemon.url + "/v1/status", headers={**h, **ok}).status_code == 200, ok
+
+    async def open_events(origin):
+        url = f"ws://127.0.0.1:{daemon.port}/v1/events?token={daemon.token}"
+        async with websockets.connect(url, open_timeout=10, origin=origin) as ws:
+            await ws.ping()
+
+    with pytest.raises(websockets.exceptions.InvalidStatus, match="403"):  # closed before the handshake
+        asyncio.run(open_events("http://evil.example"))
+    asyncio.run(open_events(f"http://localhost:{daemon.port}"))  # the assistant's own page
 
 
 def test_token_file_is_private(daemon):

@@ -50,8 +50,11 @@ def create_app(daemon) -> FastAPI:
                   docs_url="/docs", openapi_url="/openapi.json")
     app.state.daemon = daemon
     from services.api.bodylimit import BodyLimit
+    from services.api.guard import HostGuard
 
-    app.add_middleware(BodyLimit, max_bytes=int(daemon.config.api.max_json_kb * 1024))
+    api = daemon.config.api
+    app.add_middleware(BodyLimit, max_bytes=int(api.max_json_kb * 1024))
+    app.add_middleware(HostGuard, bind_host=api.host, allowed_hosts=tuple(api.allowed_hosts))  # outermost
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
@@ -101,9 +104,10 @@ def create_app(daemon) -> FastAPI:
 
 
 def token_ok(daemon, header: str | None) -> bool:
-    if not header or not header.startswith("Bearer ") or not daemon.token:
+    """Exactly ``Bearer <token>``: one space, nothing around the token."""
+    if not header or not daemon.token:
         return False
-    return secrets.compare_digest(header[7:].strip().encode(), daemon.token.encode())
+    return secrets.compare_digest(header.encode(), f"Bearer {daemon.token}".encode())
 
 
 async def require_token(request: Request) -> None:
