@@ -34,6 +34,7 @@ class UtteranceJob:
     respond: bool | None = None  # True: always (API turns), False: never (enrollment), None: activation decides
     future: cf.Future | None = field(default=None, repr=False)
     stream: Any = field(default=None, repr=False)  # services.live.LiveStream: chunks encoded while spoken
+    bounded: bool = True  # counts toward daemon.queue_max and may be dropped (submit(backlog=True): never)
 
 
 @dataclass
@@ -115,19 +116,30 @@ class InferenceWorker:
     def depth(self) -> int:
         return len(self._utterances)
 
+    @property
+    def bounded_depth(self) -> int:
+        """Queued utterances that count toward ``queue_max`` (live speech and API turns; not enrollment
+        recordings or a restart's backlog, which are never dropped)."""
+        with self._cond:
+            return sum(j.bounded for j in self._utterances)
+
     def submit(self, job: UtteranceJob, *, backlog: bool = False) -> int | None:
         """Queue an utterance; returns the id of an utterance dropped by the queue policy, if any.
 
-        ``backlog``: rows a previous run left unprocessed are all queued (the bound is for live speech
-        arriving faster than it is answered, not for catching up after a restart).
+        ``backlog``: queued past the bound and never dropped: rows a previous run left unprocessed and
+        enrollment recordings (labelled: training data). The bound is for live speech arriving faster
+        than it is answered; it counts, and drops, only such utterances.
         """
         dropped: UtteranceJob | None = None
         with self._cond:
-            if len(self._utterances) >= self.queue_max and not backlog:
-                if self.queue_policy == "drop_newest" and not job.respond:
+            job.bounded = not backlog
+            live = [j for j in self._utterances if j.bounded]
+            if job.bounded and len(live) >= self.queue_max:
+                if (self.queue_policy == "drop_newest" and not job.respond) or not live:
                     dropped = job
                 else:
-                    dropped = self._utterances.popleft()
+                    dropped = live[0]
+                    self._utterances.remove(dropped)
             if dropped is not job:
                 self._utterances.append(job)
             self._cond.notify_all()

@@ -72,6 +72,31 @@ def test_full_queue_skips_one_utterance_by_policy_and_keeps_its_row(store, tiny_
     assert any(kind == "utterance_skipped" for kind, _ in events)
 
 
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+def test_enrollment_recordings_are_never_dropped_by_the_queue_bound(store, tiny_engine, tmp_path, policy):
+    """Labelled recordings queue past the bound (submit(backlog=True)); live speech arriving after them
+    is counted and dropped on its own."""
+    w = make_worker(store, tiny_engine, tmp_path, queue_max=2, policy=policy)
+    gate = threading.Event()
+    blocker = w.call(lambda engine: gate.wait(30))  # hold the inference thread
+    time.sleep(0.2)
+    enrolled = [store_utterance(store, tmp_path, i) for i in range(4)]
+    live = [store_utterance(store, tmp_path, 10 + i) for i in range(3)]
+    for uid, x in enrolled:
+        assert w.submit(UtteranceJob(uid, x, "enrollment", time.time(), respond=False), backlog=True) is None
+    dropped = [w.submit(UtteranceJob(uid, x, "mic", time.time())) for uid, x in live]
+    assert (w.depth, w.bounded_depth) == (6, 2)  # 4 enrollment + 2 live: the bound counts the live ones
+    gate.set()
+    blocker.result(30)
+    settle(store, 7)
+    assert w.stop(60)
+    st = statuses(store)
+    assert all(st[uid] == "done" for uid, _ in enrolled), st
+    expected_skip = live[0][0] if policy == "drop_oldest" else live[2][0]
+    assert [d for d in dropped if d is not None] == [expected_skip]
+    assert st[expected_skip] == "skipped"
+
+
 def test_wake_phrase_mode_logs_everything_but_answers_only_the_phrase(store, tiny_engine, tmp_path):
     act = Activation("wake_phrase", "hey assistant", 5.0)
     assert act.decide("Hey, assistant: set a timer", time.time()) == (True, "set a timer")

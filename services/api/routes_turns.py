@@ -46,7 +46,10 @@ async def status(request: Request) -> dict:
     return {
         "uptime_s": round(time.time() - d.started_at, 1),
         "source": {"kind": d.config.source.kind, "state": d.source.state() if d.source else "none"},
-        "queue_depth": d.worker.depth if d.worker else 0,
+        "queue_depth": d.worker.depth if d.worker else 0,  # all waiting utterances
+        # those the bound counts (live speech, API turns); enrollment and a restart's backlog never drop
+        "queue_bounded": d.worker.bounded_depth if d.worker else 0,
+        "queue_max": d.config.daemon.queue_max,
         "busy": d.worker.busy_since is not None if d.worker else False,
         "active_bridge": active or (engine.bridge.version if engine else None),
         "serving_bridge": engine.bridge.version if engine else None,
