@@ -123,6 +123,7 @@ class Daemon:
         await asyncio.to_thread(self.scheduler.stop, 5.0)  # a training step is short; it pauses at the next one
         if self.source is not None:
             await self.source.close()
+        self.bus.close()  # event WebSockets close themselves (1001) instead of being cut at the deadline
         server.should_exit = True
         try:  # open keep-alive connections and WebSockets get a few seconds, then are cut
             await asyncio.wait_for(asyncio.gather(api_task, return_exceptions=True), timeout=5)

@@ -20,6 +20,7 @@ class EventBus:
         self._loop = loop
         self._queue_max = queue_max
         self._subscribers: set[asyncio.Queue] = set()
+        self.closed = False
 
     def publish(self, kind: str, **data: Any) -> None:
         event = {"type": kind, "at": time.time(), **data}
@@ -39,10 +40,23 @@ class EventBus:
             q.put_nowait(event)
 
     def subscribe(self) -> asyncio.Queue:
+        """A queue of events; ``None`` in it means the bus closed (the daemon is stopping)."""
         q: asyncio.Queue = asyncio.Queue(maxsize=self._queue_max)
         q.dropped = 0  # type: ignore[attr-defined]
-        self._subscribers.add(q)
+        if self.closed:
+            q.put_nowait(None)
+        else:
+            self._subscribers.add(q)
         return q
+
+    def close(self) -> None:
+        """The daemon is stopping (event loop thread): every subscriber gets ``None`` and goes."""
+        self.closed = True
+        for q in list(self._subscribers):
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(None)
+        self._subscribers.clear()
 
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._subscribers.discard(q)

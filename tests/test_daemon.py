@@ -11,6 +11,7 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 import soundfile as sf
 
 from conftest import REPO
@@ -147,6 +148,25 @@ def test_sigterm_exits_zero_and_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_pa
     assert not (d.data_dir / "daemon.json").exists()
     r = cli("status")
     assert r.returncode == 2 and "no running daemon" in r.stderr
+
+
+def test_sigterm_with_an_events_websocket_open_closes_it_and_exits_at_once(tiny_bundle, tmp_path):
+    """The events WebSocket is closed by the daemon (1001) before the server stops: no wait for the
+    graceful-shutdown deadline, no CancelledError traceback."""
+    from websockets.sync.client import connect
+
+    d = DaemonProcess(tmp_path / "data", tiny_bundle, source="none",
+                      extra_config="[alignment]\nenabled = false\n").start()
+    with connect(f"ws://127.0.0.1:{d.port}/v1/events?token={d.token}", open_timeout=10) as ws:
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        took = time.monotonic() - t0
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=10)
+        assert getattr(closed.value, "rcvd", None) is not None and closed.value.rcvd.code == 1001, closed.value
+    log_text = d.log.read_text()
+    assert took < 3.0, (took, log_text[-2000:])
+    assert "Traceback" not in log_text and "CancelledError" not in log_text, log_text[-2000:]
 
 
 def test_personalization_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_path):

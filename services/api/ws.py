@@ -36,6 +36,9 @@ async def events(ws: WebSocket) -> None:
     try:
         while True:
             event = await q.get()
+            if event is None:  # the daemon is stopping: close first, so the server need not cut us
+                await ws.close(code=1001, reason="the assistant is stopping")
+                return
             if q.dropped:  # type: ignore[attr-defined]
                 event = {**event, "dropped_before": q.dropped}  # type: ignore[attr-defined]
                 q.dropped = 0  # type: ignore[attr-defined]
