@@ -378,3 +378,18 @@ def test_json_bodies_past_the_cap_are_413_before_they_are_read(client):
     assert client.get(f"/v1/utterances/{uid}").json()["label"] is None  # nothing stored
     r = client.patch(f"/v1/utterances/{uid}", json={"label": "set a timer"})  # a normal body still goes
     assert r.status_code == 200
+
+
+def test_bodies_the_parser_cannot_read_and_unknown_paths_say_what_is_wrong(client):
+    uid = post_turn(client, wav_bytes(1.0, seed=8)).json()["utterance_id"]
+    js = {"content-type": "application/json"}
+    r = client.patch(f"/v1/utterances/{uid}", content=b'{"label": "caf\xe9"}', headers=js)  # Latin-1, not UTF-8
+    assert r.status_code == 400 and "not UTF-8" in r.json()["error"], r.text
+    r = client.patch(f"/v1/utterances/{uid}", content=b"[" * 60000, headers=js)
+    assert r.status_code == 400 and "nested deeper" in r.json()["error"], r.text
+    r = client.patch(f"/v1/utterances/{uid}", content='{"label": "[[[[ \\" {{{{"}'.encode(), headers=js)
+    assert r.status_code == 200, r.text  # brackets inside a string are text
+    r = client.get("/v1/utterances/..%2f..%2fetc%2fpasswd")
+    assert r.status_code == 404 and "no route GET" in r.json()["error"] and "/docs" in r.json()["error"], r.text
+    r = client.put("/v1/utterances")
+    assert r.status_code == 405 and "PUT is not allowed" in r.json()["error"], r.text

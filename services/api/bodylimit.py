@@ -4,6 +4,9 @@ Uploads (``multipart/form-data``) have their own limit, ``api.max_upload_mb`` (`
 other body is small by design (a label, a prompt, a job request), so ``api.max_json_kb`` caps it: a
 ``Content-Length`` over the cap is answered 413 without reading a byte, and a body without one is
 counted as it arrives and refused once it passes the cap. Memory stays at the cap, whatever is sent.
+A JSON body is read whole (within the cap) and checked first, so that bytes that are not UTF-8 and
+nesting that would exhaust the parser's recursion get a message naming the problem, not the parser's
+"There was an error parsing the body".
 """
 
 from __future__ import annotations
@@ -19,6 +22,37 @@ def _too_large(limit: int) -> str:
             "(audio goes as a multipart upload; raise api.max_json_kb in the config if you must)")
 
 
+MAX_JSON_DEPTH = 32  # our bodies are flat objects; a deep one is an attack on the parser's recursion
+
+
+def json_body_problem(body: bytes) -> str | None:
+    """Why ``body`` cannot be a JSON body of ours before parsing it, or None: bytes that are not UTF-8,
+    or arrays/objects nested deeper than MAX_JSON_DEPTH (the parser would fail with a generic message)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"the body is not UTF-8 text: byte {exc.start} is 0x{body[exc.start]:02x}; send JSON encoded as UTF-8"
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels; the API's bodies are flat objects"
+        elif ch in "]}":
+            depth -= 1
+    return None
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -28,15 +62,13 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data"):
+        kind = headers.get(b"content-type", b"").lower()
+        if kind.startswith(b"multipart/form-data"):
             await self.app(scope, receive, send)  # uploads.py counts these against api.max_upload_mb
             return
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            body = json.dumps({"error": _too_large(self.max_bytes)}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, 413, _too_large(self.max_bytes))
             return
         received = 0
 
@@ -49,4 +81,32 @@ class BodyLimit:
                     raise HTTPException(413, _too_large(self.max_bytes))
             return message
 
-        await self.app(scope, counted, send)
+        if not kind.startswith(b"application/json"):
+            await self.app(scope, counted, send)
+            return
+        # JSON: read it whole (bounded by the cap) and say what is wrong with it before the parser does
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+            if sum(map(len, chunks)) > self.max_bytes:
+                await _refuse(send, 413, _too_large(self.max_bytes))
+                return
+        body = b"".join(chunks)
+        problem = json_body_problem(body)
+        if problem is not None:
+            await _refuse(send, 400, problem)
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
