@@ -63,7 +63,7 @@ def create_app(daemon) -> FastAPI:
     @app.exception_handler(AssistantError)
     async def _assistant_error(_: Request, exc: AssistantError):
         status = _status_for(exc)
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 and isinstance(exc, BusyError) else None
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, BusyError) else None
         return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

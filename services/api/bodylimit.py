@@ -47,7 +47,8 @@ def json_body_problem(body: bytes) -> str | None:
     return None
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
+async def refuse(send: Send, status: int, message: str) -> None:
+    """Answer an HTTP request with ``{"error": message}`` before any route has seen it."""
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
@@ -68,7 +69,7 @@ class BodyLimit:
             return
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await _refuse(send, 413, _too_large(self.max_bytes))
+            await refuse(send, 413, _too_large(self.max_bytes))
             return
         received = 0
 
@@ -93,12 +94,12 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
             if sum(map(len, chunks)) > self.max_bytes:
-                await _refuse(send, 413, _too_large(self.max_bytes))
+                await refuse(send, 413, _too_large(self.max_bytes))
                 return
         body = b"".join(chunks)
         problem = json_body_problem(body)
         if problem is not None:
-            await _refuse(send, 400, problem)
+            await refuse(send, 400, problem)
             return
         sent = False
 
