@@ -160,7 +160,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         job = st.get("running_job")
         job_text = f"{job['id']} {job['state']}" if job else "none"
         print(f"up {st['uptime_s']:.0f} s, source {st['source']['kind']} ({st['source']['state']}), queue "
-              f"{st['queue_depth']} ({st['queue_bounded']} of at most {st['queue_max']} live), bridge {st['serving_bridge']}, idle {st['idle_s']:.0f} s, job {job_text}")
+              f"{st['queue_depth']} ({st['queue_bounded']} of at most {st['queue_max']} live), "
+              f"bridge {st['serving_bridge']}, idle {st['idle_s']:.0f} s, job {job_text}")
     return 0
 
 
