@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,19 @@ class DaemonConfig:
                "listen_window_s > 0 and shutdown_timeout_s > 0")
 
 
+@dataclass(frozen=True)
+class ActionsConfig:
+    """What the daemon does with the actions requests ask for (assistant/skills/actions.py)."""
+
+    enabled: bool = True  # false: timers and alarms are not set (the reply says so), nothing rings
+    ring: bool = True  # play the ring through the output device when a timer or alarm fires
+    ring_seconds: float = 30.0  # how long it rings unless stopped ("stop the alarm", POST /v1/timers/stop)
+    output_device: str = ""  # sounddevice name substring or index; empty: the default output
+
+    def __post_init__(self) -> None:
+        _check(0 < self.ring_seconds <= 600, "actions.ring_seconds", "a number of seconds in (0, 600]")
+
+
 VOICE_ROUTING = ("auto", "on", "off")
 
 
@@ -244,6 +257,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     @property
@@ -265,8 +279,8 @@ def _check(ok: bool, key: str, allowed: str) -> None:
         raise ConfigError(f"config key {key} is invalid; allowed: {allowed}")
 
 
-_SECTIONS = {"audio": AudioConfig, "engine": EngineConfig, "vad": VadConfig, "source": SourceConfig,
-             "api": ApiConfig, "store": StoreConfig, "daemon": DaemonConfig, "alignment": AlignmentConfig}
+# Every table of the file is a section dataclass of Config (its field's default factory).
+_SECTIONS = {f.name: f.default_factory for f in fields(Config) if f.default_factory is not MISSING}
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:

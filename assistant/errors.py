@@ -64,3 +64,7 @@ class NotFoundError(AssistantError):
 class RefusedError(AssistantError):
     """The store refuses a request: an invalid value, or not allowed in the current state
     (activating a rejected version, changing a finished job, confirming an utterance without transcript)."""
+
+
+class ActionError(AssistantError):
+    """An action (a timer, an alarm, a hand-off) is not valid: a slot off its schema or out of range."""

@@ -12,6 +12,9 @@ its LLM with the reply adapter; "the LLM alone" turns the skills off. ``--speech
 festival|sox``: the same requests spoken by that new-user voice (VAD-framed), transcribed by the
 bundle, and the reply written from that transcript. ``--prompts``:
 also the LLM without the reply adapter and with other reply prompts.
+
+The clock is fixed (``NOW``), so replies are reproducible; a time or date question the templates answer
+"Let me check the calendar" is judged against the clock skill's answer to the request as it was said.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import os
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timezone
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+NOW = datetime(2026, 12, 6, 10, 0, tzinfo=timezone.utc)
 SHORT = "You are a voice assistant. Reply in one short sentence that says what you are doing for the user."
 
 
@@ -50,9 +55,13 @@ def score(engine, pairs, transcripts=None) -> dict:
     by_domain: dict[str, Counter] = {}
     t0 = time.perf_counter()
     examples = []
+    from assistant.skills import answer
+
     for i, (request, ref, *domain) in enumerate(pairs):
         heard = transcripts[i] if transcripts is not None else request
-        reply, _ = engine.respond_text(heard)
+        reply = engine.respond(heard, now=NOW).reply
+        said = answer(request, NOW)
+        ref = said.reply if said is not None and said.skill == "clock" else ref
         verdict = judge(request, reply, ref)
         totals.update(k for k, v in verdict.items() if v)
         d = by_domain.setdefault(domain[0] if domain else "all", Counter())

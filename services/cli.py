@@ -193,6 +193,32 @@ def cmd_correct(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timers(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.timers_command == "cancel":
+        t = client.delete(f"/v1/timers/{args.id}")
+        print(f"{t['kind']} {t['id']} cancelled")
+        return 0
+    if args.timers_command == "stop":
+        print("silenced" if client.post("/v1/timers/stop")["was_ringing"] else "nothing was ringing")
+        return 0
+    page = client.get("/v1/timers", params={"history": "true"} if args.all else None)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    for t in page["timers"]:
+        what = t["kind"] + (f" '{shown(t['label'])}'" if t.get("label") else "")
+        when = f"at {t['time_of_day']}" + (f" ({t['repeat']})" if t.get("repeat") else "") if t.get("time_of_day") \
+            else f"{t['duration_s']:.0f} s"
+        left = f", {t['remaining_s']:.0f} s left" if t.get("remaining_s") is not None else ""
+        print(f"{t['id']:>5}  {what:<22} {when:<24} {t['state']:<9} due {t['due_at'][:19]}{left}")
+    if not page["timers"]:
+        print("no timers or alarms" + ("" if args.all else " set"))
+    if page.get("ringing"):
+        print("ringing now: 'assistant timers stop' silences it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="assistant", description="On-device personal voice assistant.")
     p.add_argument("--version", action="version", version=f"assistant {__version__}")
@@ -259,6 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--confirm", action="store_true", help="the transcript was right")
     co.add_argument("--data-dir", metavar="DIR")
     co.set_defaults(func=cmd_correct)
+
+    tm = sub.add_parser("timers", help="timers and alarms: list, cancel, silence (through the daemon's API)")
+    tm.add_argument("--all", action="store_true", help="also fired and cancelled ones")
+    tm.add_argument("--json", action="store_true")
+    tm.add_argument("--data-dir", metavar="DIR")
+    tm.set_defaults(func=cmd_timers, timers_command="list")
+    tsub = tm.add_subparsers(dest="timers_command", metavar="ACTION")
+    tc = tsub.add_parser("cancel", help="cancel a timer or alarm by id")
+    tc.add_argument("id", type=int)
+    tc.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS)  # SUPPRESS: keeps the parent's
+    tsub.add_parser("stop", help="silence what is ringing").add_argument("--data-dir", metavar="DIR",
+                                                                          default=argparse.SUPPRESS)
 
     from services.cli_align import add_commands
 

@@ -64,3 +64,6 @@ class DaemonClient:
 
     def patch(self, path: str, body: dict):
         return self._request("PATCH", path, body)
+
+    def delete(self, path: str):
+        return self._request("DELETE", path)

@@ -62,6 +62,8 @@ class Daemon:
         self.model_lock = threading.Lock()
         self.preempt = threading.Event()  # set by any activity: a running alignment job pauses
         self.scheduler = None
+        self.timers = None  # services.timers.TimerService when [actions] enabled
+        self.ringer = None
         self._live: dict = {}  # source name -> services.live.LiveStream of the utterance it is speaking
 
     @property
@@ -88,12 +90,13 @@ class Daemon:
 
         self.metrics = Metrics(queue_depth=lambda: self.worker.depth if self.worker else 0,
                                job_states=self._job_states)
+        executor = self._build_actions()
         self.worker = InferenceWorker(self._load_engine, store=self.store, data_dir=self.data_dir,
                                       activation=self.activation, publish=self.bus.publish,
                                       queue_max=self.config.daemon.queue_max,
                                       queue_policy=self.config.daemon.queue_policy,
                                       cache_encoded=self.config.store.cache_encoder_outputs, metrics=self.metrics,
-                                      model_lock=self.model_lock, preempt=self.preempt)
+                                      model_lock=self.model_lock, preempt=self.preempt, executor=executor)
         self.worker.start()
         await asyncio.to_thread(self.worker.ready.wait)
         if self.worker.load_error is not None:
@@ -111,6 +114,7 @@ class Daemon:
 
         self.scheduler = Scheduler(self)
         scheduler_task = asyncio.create_task(self.scheduler.run(), name="alignment-scheduler")
+        timers_task = asyncio.create_task(self.timers.run(), name="timers") if self.timers else None
         sdnotify.notify("READY=1", f"STATUS=serving on {self.config.api.host}:{self.api_port}")
         log.info("ready: API on http://%s:%s, source %s, bundle %s", self.config.api.host, self.api_port,
                  self.config.source.kind, self.config.bundle_path())
@@ -119,7 +123,13 @@ class Daemon:
         sdnotify.notify("STOPPING=1")
         source_task.cancel()
         scheduler_task.cancel()
-        await asyncio.gather(source_task, scheduler_task, return_exceptions=True)
+        tasks = [source_task, scheduler_task]
+        if timers_task is not None:
+            timers_task.cancel()
+            tasks.append(timers_task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.ringer is not None:
+            await asyncio.to_thread(self.ringer.stop)
         await asyncio.to_thread(self.scheduler.stop, 5.0)  # a training step is short; it pauses at the next one
         if self.source is not None:
             await self.source.close()
@@ -139,6 +149,18 @@ class Daemon:
         await asyncio.to_thread(self.store.close)
         (self.data_dir / "daemon.json").unlink(missing_ok=True)
         return 0
+
+    def _build_actions(self):
+        """The ring, the timer loop and the action executor ([actions]); None when actions are off."""
+        from assistant.skills.executor import Executor
+        from services.timers import Ringer, TimerService
+
+        cfg = self.config.actions
+        if not cfg.enabled:
+            return None
+        self.ringer = Ringer(enabled=cfg.ring, seconds=cfg.ring_seconds, device=cfg.output_device)
+        self.timers = TimerService(self.store, self.bus.publish, self.ringer)
+        return Executor(self.store, stop_ringing=self.ringer.stop, on_change=self.timers.changed)
 
     def _load_engine(self):
         import torch

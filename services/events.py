@@ -22,7 +22,7 @@ class EventBus:
         self._subscribers: set[asyncio.Queue] = set()
         self.closed = False
 
-    def publish(self, kind: str, **data: Any) -> None:
+    def publish(self, kind: str, /, **data: Any) -> None:  # positional: a field may be named "kind"
         event = {"type": kind, "at": time.time(), **data}
         try:
             self._loop.call_soon_threadsafe(self._fan_out, event)

@@ -82,7 +82,7 @@ class InferenceWorker:
     def __init__(self, engine_factory: Callable[[], Any], *, store, data_dir: Path, activation: Activation,
                  publish: Callable[..., None], queue_max: int, queue_policy: str, cache_encoded: bool = True,
                  metrics=None, model_lock: threading.Lock | None = None,
-                 preempt: threading.Event | None = None) -> None:
+                 preempt: threading.Event | None = None, executor=None) -> None:
         self._factory = engine_factory
         self.store, self.data_dir, self.activation = store, data_dir, activation
         self._publish, self._metrics = publish, metrics
@@ -90,6 +90,7 @@ class InferenceWorker:
         self.engine = None
         self.model_lock = model_lock or threading.Lock()  # shared with alignment jobs
         self.preempt = preempt
+        self.executor = executor  # assistant.skills.executor.Executor: does what a reply's action asks
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
         self.busy_since: float | None = None
@@ -226,6 +227,16 @@ class InferenceWorker:
             log.exception("encoding a chunk of the utterance in progress failed; it will be encoded at its end")
             self.close_stream(stream)
 
+    def _act(self, session, action, reply: str, uid: int):
+        from assistant.skills.executor import Outcome
+
+        if self.executor is not None:
+            return self.executor.execute(session, action, reply, utterance_id=uid)
+        if action.name.split(".")[0] in ("timer", "alarm"):
+            return Outcome("refused", "I can't do that: timers and alarms are turned off on this assistant.",
+                           detail="[actions] enabled = false")
+        return Outcome("done", reply)  # the clock's answers need nothing executed
+
     def _skip(self, job: UtteranceJob, reason: str) -> None:
         from assistant.store import repo
 
@@ -258,7 +269,9 @@ class InferenceWorker:
                 respond, text = self.activation.decide(turn.transcript, job.captured_at)
             else:
                 respond, text = job.respond, turn.transcript
-            reply, response_s = engine.respond_text(text) if respond else (None, 0.0)
+            response = engine.respond(text) if respond else None
+            reply, response_s = (response.reply, response.seconds) if response else (None, 0.0)
+            action = response.action if response else None
             timings = {"encoder_s": turn.timings.encoder_s, "bridge_s": turn.timings.bridge_s,
                        "transcript_s": turn.timings.transcript_s, "response_s": response_s}
             if turn.streamed_audio_s:  # encoded while spoken: encoder_s is the tail's time only
@@ -271,14 +284,26 @@ class InferenceWorker:
                     enc_path, frames = files.write_encoded(self.data_dir, uid, turn.encoded)
                 except AssistantError as exc:  # the turn stands; only personalization loses this example
                     log.warning("utterance %d: encoder output not cached: %s", uid, exc)
-            with self.store.session() as s:
+            outcome = None
+            with self.store.session() as s:  # the action and the turn's row: one transaction
+                if action is not None:
+                    outcome = self._act(s, action, reply, uid)
+                    reply = outcome.reply
                 repo.complete_turn(s, utterance_id=uid, transcript=turn.transcript, response=reply, timings=timings,
                                    bridge_version=turn.bridge_version,
                                    activation="responded" if respond else "logged_only",
-                                   encoded_path=enc_path, encoded_frames=frames)
+                                   encoded_path=enc_path, encoded_frames=frames,
+                                   action=action.to_dict() if action else None,
+                                   action_outcome=outcome.to_dict() if outcome else None)
+            if outcome is not None:
+                if self.executor is not None:
+                    self.executor.changed(action, outcome)
+                self._publish("action", utterance_id=uid, action=action.to_dict(), outcome=outcome.to_dict())
             result = {"utterance_id": uid, "transcript": turn.transcript, "response": reply,
                       "bridge_version": turn.bridge_version, "timings": timings,
-                      "activation": "responded" if respond else "logged_only"}
+                      "activation": "responded" if respond else "logged_only",
+                      "action": action.to_dict() if action else None,
+                      "action_outcome": outcome.to_dict() if outcome else None}
             if respond:
                 self._publish("response", utterance_id=uid, response=reply)
             if self._metrics is not None:

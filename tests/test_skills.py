@@ -50,7 +50,8 @@ def test_number_words_round_trip_and_limits():
     ("convert thirty degrees celsius to fahrenheit", "Thirty degrees celsius is about eighty six degrees fahrenheit."),
 ])
 def test_calculations_are_computed(request_, reply):
-    assert answer(request_) == ("calculator", reply)
+    got = answer(request_)
+    assert (got.skill, got.reply, got.action) == ("calculator", reply, None)
 
 
 @pytest.mark.parametrize("request_, reply", [
@@ -61,21 +62,23 @@ def test_calculations_are_computed(request_, reply):
     ("what month comes before january", "December comes before January."),
 ])
 def test_calendar_facts_are_computed(request_, reply):
-    assert answer(request_) == ("calendar", reply)
+    got = answer(request_)
+    assert (got.skill, got.reply, got.action) == ("calendar", reply, None)
 
 
 @pytest.mark.parametrize("request_", [
-    "set a timer for five minutes", "turn the volume to five", "play five songs by adele",
-    "what time is it", "what's the date tomorrow", "how many inches is one foot",  # no such conversion known
+    "turn the volume to five", "play five songs by adele", "how many inches is one foot",  # no such conversion
     "convert five parsecs to miles", "what's five plus", "remind me to call mom at five thirty",
-    "what day is it in three days",  # needs the clock
+    "set a timer for five minutes and three",  # a stray number: not read whole, so not acted on
 ])
-def test_what_is_not_a_calculation_is_left_to_the_llm(request_):
+def test_what_no_skill_fully_understands_is_left_to_the_llm(request_):
     assert answer(request_) is None
 
 
 def test_every_calculation_the_request_templates_make_is_answered_as_their_reference():
-    """The templates compute their own references (assistant/synth): an independent check of the parser."""
+    """The templates compute their own references (assistant/synth): an independent check of the parsers.
+    Timer and alarm requests must be answered as the templates answer them; clock questions are answered
+    from the clock (the templates, having none, only say they will check)."""
     from assistant.synth import text as tx
 
     asked = answered = 0
@@ -83,16 +86,20 @@ def test_every_calculation_the_request_templates_make_is_answered_as_their_refer
         for u in split:
             got = answer(u.text)
             asked += u.domain == "numbers"
-            if got is not None:
-                answered += 1
-                assert normalize(got[1]) == normalize(u.reply), (u.text, got, u.reply)
-                assert u.domain in ("numbers", "dates"), u.text  # no false positive in another domain
+            if got is not None and got.skill != "clock":
+                answered += got.skill in ("calculator", "calendar")
+                assert normalize(got.reply) == normalize(u.reply), (u.text, got, u.reply)
+                assert u.domain in SKILL_DOMAINS[got.skill], u.text  # no false positive in another domain
     assert asked > 1000 and answered >= asked  # the calendar answers some dates too
+
+
+SKILL_DOMAINS = {"calculator": ("numbers", "dates"), "calendar": ("numbers", "dates"), "timers": ("timers", "alarms")}
 
 
 def test_the_engine_answers_calculations_with_its_skills_and_else_with_the_llm(tiny_engine):
     tiny_engine.reset_history()
     assert tiny_engine.respond_text("what's two plus two")[0] == "Two plus two is four."
+    assert tiny_engine.respond("what's two plus two").action is None
     kept = tiny_engine.skills
     try:
         tiny_engine.skills = None  # the random LLM alone: anything but the computed answer
@@ -100,3 +107,6 @@ def test_the_engine_answers_calculations_with_its_skills_and_else_with_the_llm(t
     finally:
         tiny_engine.skills = kept
     assert calculator.answer("set a timer") is None and calendar.answer("set a timer") is None
+    timer = tiny_engine.respond("set a timer for five minutes")
+    assert (timer.reply, timer.skill, timer.action.to_dict()) == (
+        "Timer set for five minutes.", "timers", {"name": "timer.start", "slots": {"duration_s": 300, "label": None}})

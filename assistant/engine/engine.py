@@ -12,6 +12,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from datetime import datetime
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
 from assistant.engine.llm import CausalLM
 from assistant.engine.wordlm import WordLM, load_word_lm
 from assistant.errors import BridgeMismatchError, ModelFilesError
-from assistant.skills import answer as skill_answer
+from assistant.skills import Action, answer as skill_answer
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ class DraftHint:
 
 
 @dataclass(frozen=True)
+class Response:
+    """A reply and where it came from: ``skill`` None means the LLM wrote it; ``action``: what the
+    request asks to be done (the daemon executes it, and the outcome may change what is said)."""
+
+    reply: str
+    action: Action | None
+    skill: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Turn:
     transcript: str
     response: str | None
@@ -90,7 +102,7 @@ class Engine:
     def __init__(self, encoder: SpeechEncoder, bridge: LoadedBridge, llm: CausalLM, *,
                  speculative: bool = True, bundle: Bundle | None = None, skills: bool = True) -> None:
         self.encoder = encoder
-        # calculations answered by computing (assistant/skills) before the LLM is asked; None: LLM only
+        # requests answered by computing or acting (assistant/skills) before the LLM is asked; None: LLM only
         self.skills = skill_answer if skills else None
         self.llm = llm
         self.bridge = bridge
@@ -262,15 +274,22 @@ class Engine:
             self._spotters = {key: cached}  # one bridge serves at a time: keep only the latest
         return cached
 
-    @torch.inference_mode()
     def respond_text(self, transcript: str) -> tuple[str, float]:
+        """(reply, seconds): ``respond`` without its action, for callers that only read replies."""
+        r = self.respond(transcript)
+        return r.reply, r.seconds
+
+    @torch.inference_mode()
+    def respond(self, transcript: str, now: datetime | None = None) -> Response:
+        """The reply to ``transcript``: a skill's (with the action it asks for, if any) or the LLM's.
+        ``now``: the local time the clock skill answers with (default: the device clock)."""
         t0 = time.perf_counter()
-        answered = self.skills(transcript) if self.skills is not None else None
+        answered = self.skills(transcript, now) if self.skills is not None else None
         if answered is not None:
-            log.debug("reply from the %s skill", answered[0])
+            log.debug("reply from the %s skill", answered.skill)
             if self.history.maxlen:
-                self.history.append((transcript, answered[1]))
-            return answered[1], time.perf_counter() - t0
+                self.history.append((transcript, answered.reply))
+            return Response(answered.reply, answered.action, answered.skill, time.perf_counter() - t0)
         ids = self.llm.response_ids(transcript, list(self.history))
         bonus = self.llm.prompt.response_copy_bonus
         words = request_words(transcript) if bonus > 0 else []
@@ -283,7 +302,7 @@ class Engine:
         reply = self.llm.decode_text(result.token_ids)
         if self.history.maxlen:
             self.history.append((transcript, reply))
-        return reply, time.perf_counter() - t0
+        return Response(reply, None, None, time.perf_counter() - t0)
 
     @torch.inference_mode()
     def draft_hint(self, enc: EncoderOutput, *, bridge: LoadedBridge | None = None) -> DraftHint | None:

@@ -36,6 +36,9 @@ TERMINAL_JOB_STATES = ("succeeded", "rejected", "failed", "cancelled")
 ACTIVE_JOB_STATES = ("queued", "running", "paused")
 JOB_TRIGGERS = ("idle", "api", "cli")
 PROMPT_SOURCES = ("shipped", "user")
+TIMER_KINDS = ("timer", "alarm")
+TIMER_STATES = ("pending", "paused", "fired", "cancelled")
+ACTIVE_TIMER_STATES = ("pending", "paused")
 
 
 def utcnow() -> datetime:
@@ -108,6 +111,35 @@ class Utterance(Base):
     label_source: Mapped[str | None] = mapped_column(String(16))
     labelled_at: Mapped[datetime | None]
     prompt_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment_prompts.id", ondelete="SET NULL"))
+    action: Mapped[dict[str, Any] | None]  # assistant/skills/actions.py: {"name", "slots"}
+    action_outcome: Mapped[dict[str, Any] | None]  # {"status", "detail", "timer_id"?}
+
+
+class Timer(Base):
+    """A timer or an alarm. ``due_at`` is when it rings next (UTC); an alarm's ``time_of_day`` is local
+    wall-clock time, so a repeating alarm's next ``due_at`` is computed in the local time zone."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        CheckConstraint(in_list("kind", TIMER_KINDS), name="kind"),
+        CheckConstraint(in_list("state", TIMER_STATES), name="state"),
+        Index("ix_timers_state", "state"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    label: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    duration_s: Mapped[float | None] = mapped_column(Float)  # timers: as set (and added to)
+    remaining_s: Mapped[float | None] = mapped_column(Float)  # paused timers
+    time_of_day: Mapped[str | None] = mapped_column(String(5))  # alarms: "HH:MM", local
+    repeat: Mapped[str | None] = mapped_column(String(32))  # alarms: assistant/skills/actions.REPEATS
+    fired_at: Mapped[datetime | None]
+    late_s: Mapped[float | None] = mapped_column(Float)  # fired this late (the daemon was down when due)
+    utterance_id: Mapped[int | None] = mapped_column(ForeignKey("utterances.id", ondelete="SET NULL"))
 
 
 class AlignmentJob(Base):

@@ -162,8 +162,11 @@ def mark_processing(session: Session, *, utterance_id: int) -> Utterance:
 
 def complete_turn(session: Session, *, utterance_id: int, transcript: str, response: str | None,
                   timings: Mapping[str, float] | Any, bridge_version: str, activation: str,
-                  encoded_path: str | None = None, encoded_frames: int | None = None) -> Utterance:
-    """Record a finished turn. ``timings``: a dict or an engine ``StageTimings``."""
+                  encoded_path: str | None = None, encoded_frames: int | None = None,
+                  action: Mapping[str, Any] | None = None, action_outcome: Mapping[str, Any] | None = None
+                  ) -> Utterance:
+    """Record a finished turn. ``timings``: a dict or an engine ``StageTimings``; ``action`` /
+    ``action_outcome``: what the request asked to be done and what was (assistant/skills)."""
     if activation not in ACTIVATIONS:
         raise RefusedError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
     if encoded_path is not None:
@@ -173,6 +176,8 @@ def complete_turn(session: Session, *, utterance_id: int, transcript: str, respo
     u.transcript, u.response, u.bridge_version, u.activation = transcript, response, bridge_version, activation
     u.timings = {k: float(v) for k, v in raw.items()}
     u.encoded_path, u.encoded_frames, u.error = encoded_path, encoded_frames, None
+    u.action = dict(action) if action is not None else None
+    u.action_outcome = dict(action_outcome) if action_outcome is not None else None
     session.flush()
     return u
 
@@ -369,7 +374,7 @@ def utterance_to_dict(u: Utterance) -> dict[str, Any]:
         "encoded_path": u.encoded_path, "encoded_frames": u.encoded_frames, "error": u.error,
         "label": None if u.label_source is None else
         {"text": u.label_text, "source": u.label_source, "labelled_at": _iso(u.labelled_at)},
-        "prompt_id": u.prompt_id,
+        "prompt_id": u.prompt_id, "action": u.action, "action_outcome": u.action_outcome,
     }
 
 

@@ -93,12 +93,13 @@ def create_app(daemon) -> FastAPI:
         """Liveness: no authentication."""
         return {"status": "ok", "version": __version__}
 
-    from services.api import routes_admin, routes_turns, routes_utterances, ws
+    from services.api import routes_admin, routes_timers, routes_turns, routes_utterances, ws
 
     auth = [Depends(require_token)]
     app.include_router(routes_turns.router, prefix="/v1", dependencies=auth)
     app.include_router(routes_utterances.router, prefix="/v1", dependencies=auth)
     app.include_router(routes_admin.router, prefix="/v1", dependencies=auth)
+    app.include_router(routes_timers.router, prefix="/v1", dependencies=auth)
     app.include_router(ws.router, prefix="/v1")  # WebSockets check the token themselves
 
     @app.get("/metrics", dependencies=auth, tags=["status"])
