@@ -163,9 +163,19 @@ class ActionsConfig:
     ring: bool = True  # play the ring through the output device when a timer or alarm fires
     ring_seconds: float = 30.0  # how long it rings unless stopped ("stop the alarm", POST /v1/timers/stop)
     output_device: str = ""  # sounddevice name substring or index; empty: the default output
+    # Requests the assistant cannot do itself (lights, calls, messages, music, weather, reminders) go to:
+    handoff: str = ""  # "" (none: the reply says it is not set up) | home_assistant | webhook
+    handoff_url: str = ""  # Home Assistant's base URL (http://homeassistant.local:8123) or the webhook's URL
+    handoff_token: str = ""  # Home Assistant: a long-lived access token; webhook: sent as a Bearer token if set
+    handoff_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         _check(0 < self.ring_seconds <= 600, "actions.ring_seconds", "a number of seconds in (0, 600]")
+        _check(self.handoff in ("", "home_assistant", "webhook"), "actions.handoff",
+               "'' (none), 'home_assistant', 'webhook'")
+        _check(not self.handoff or self.handoff_url.startswith(("http://", "https://")), "actions.handoff_url",
+               "an http:// or https:// URL when actions.handoff is set")
+        _check(0 < self.handoff_timeout_s <= 60, "actions.handoff_timeout_s", "a number of seconds in (0, 60]")
 
 
 VOICE_ROUTING = ("auto", "on", "off")

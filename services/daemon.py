@@ -160,7 +160,10 @@ class Daemon:
             return None
         self.ringer = Ringer(enabled=cfg.ring, seconds=cfg.ring_seconds, device=cfg.output_device)
         self.timers = TimerService(self.store, self.bus.publish, self.ringer)
-        return Executor(self.store, stop_ringing=self.ringer.stop, on_change=self.timers.changed)
+        from services.handoff import build_handoff
+
+        return Executor(self.store, stop_ringing=self.ringer.stop, on_change=self.timers.changed,
+                        handoff=build_handoff(self.config))
 
     def _load_engine(self):
         import torch

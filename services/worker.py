@@ -227,13 +227,19 @@ class InferenceWorker:
             log.exception("encoding a chunk of the utterance in progress failed; it will be encoded at its end")
             self.close_stream(stream)
 
+    @staticmethod
+    def _in_store(action) -> bool:
+        from assistant.skills.executor import Executor
+
+        return Executor.uses_store(action)
+
     def _act(self, session, action, reply: str, uid: int):
         from assistant.skills.executor import Outcome
 
         if self.executor is not None:
             return self.executor.execute(session, action, reply, utterance_id=uid)
-        if action.name.split(".")[0] in ("timer", "alarm"):
-            return Outcome("refused", "I can't do that: timers and alarms are turned off on this assistant.",
+        if action.name.split(".")[0] in ("timer", "alarm", "handoff"):
+            return Outcome("refused", "I can't do that: actions are turned off on this assistant.",
                            detail="[actions] enabled = false")
         return Outcome("done", reply)  # the clock's answers need nothing executed
 
@@ -285,8 +291,11 @@ class InferenceWorker:
                 except AssistantError as exc:  # the turn stands; only personalization loses this example
                     log.warning("utterance %d: encoder output not cached: %s", uid, exc)
             outcome = None
+            if action is not None and not self._in_store(action):  # a hand-off: no write lock while it runs
+                outcome = self._act(None, action, reply, uid)
+                reply = outcome.reply
             with self.store.session() as s:  # the action and the turn's row: one transaction
-                if action is not None:
+                if action is not None and outcome is None:
                     outcome = self._act(s, action, reply, uid)
                     reply = outcome.reply
                 repo.complete_turn(s, utterance_id=uid, transcript=turn.transcript, response=reply, timings=timings,

@@ -31,6 +31,7 @@ from assistant.engine.llm import CausalLM
 from assistant.engine.wordlm import WordLM, load_word_lm
 from assistant.errors import BridgeMismatchError, ModelFilesError
 from assistant.skills import Action, answer as skill_answer
+from assistant.skills.handoff import handoff_action
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,8 @@ class Engine:
         reply = self.llm.decode_text(result.token_ids)
         if self.history.maxlen:
             self.history.append((transcript, reply))
-        return Response(reply, None, None, time.perf_counter() - t0)
+        # an in-domain reply names what to hand off (assistant/skills/handoff.py): the daemon says the truth
+        return Response(reply, handoff_action(reply, transcript), None, time.perf_counter() - t0)
 
     @torch.inference_mode()
     def draft_hint(self, enc: EncoderOutput, *, bridge: LoadedBridge | None = None) -> DraftHint | None:

@@ -19,6 +19,7 @@ Schema (slots, their types and bounds; every slot is required unless it has a de
     alarm.stop     (stops a ringing timer or alarm)
     alarm.list
     time.now | date.today   (answered from the clock by the skill itself)
+    handoff        domain: one of HANDOFF_DOMAINS, request: str (what the user said; skills/handoff.py)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ REPEATS = ("once", "tomorrow", "daily", "weekdays", "weekends",
            "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
            "every monday", "every tuesday", "every wednesday", "every thursday", "every friday",
            "every saturday", "every sunday")
+HANDOFF_DOMAINS = ("smart_home", "calls", "messages", "music", "weather", "reminders")
 _LABEL = re.compile(r"[a-z][a-z' ]{0,31}")
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _TARGET = {"label": (str, type(None)), "all": (bool,)}
@@ -50,6 +52,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "alarm.list": {},
     "time.now": {},
     "date.today": {},
+    "handoff": {"domain": (str,), "request": (str,)},
 }
 DEFAULTS: dict[str, Any] = {"all": False}
 
@@ -105,6 +108,9 @@ def _check_values(name: str, slots: dict[str, Any]) -> None:
         t = slots.get(key)
         if t is not None and not _HHMM.fullmatch(t):
             raise ActionError(f"alarm time {t!r} is not HH:MM", fix="use a 24-hour HH:MM time")
+    domain = slots.get("domain")
+    if domain is not None and domain not in HANDOFF_DOMAINS:
+        raise ActionError(f"hand-off domain {domain!r} is not known", fix=f"use one of {', '.join(HANDOFF_DOMAINS)}")
     r = slots.get("repeat")
     if r is not None and r not in REPEATS:
         raise ActionError(f"alarm repeat {r!r} is not known", fix=f"use one of {', '.join(REPEATS)}")

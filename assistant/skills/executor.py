@@ -17,6 +17,7 @@ from typing import Any, Callable
 from assistant.errors import AssistantError
 from assistant.skills.actions import Action
 from assistant.skills.calendar import WEEKDAYS
+from assistant.skills.handoff import NOT_SET_UP, Handler
 from assistant.skills.spoken_time import clock_words, duration_words
 from assistant.skills.words import number_words
 from assistant.store import timers as tt
@@ -83,18 +84,24 @@ def _count_words(n: int, what: str) -> str:
 
 class Executor:
     """Runs actions against ``store``. ``stop_ringing()`` silences what rings (True if anything did);
-    ``on_change()`` tells the scheduler the timers changed; ``tz`` None: the system's local time."""
+    ``on_change()`` tells the scheduler the timers changed; ``tz`` None: the system's local time;
+    ``handoff``: where hand-off actions go (None: the reply says that is not set up)."""
 
     def __init__(self, store, *, stop_ringing: Callable[[], bool] = lambda: False,
                  on_change: Callable[[], None] = lambda: None, tz: tzinfo | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, handoff: Handler | None = None) -> None:
         self.store, self.stop_ringing, self.on_change, self.tz = store, stop_ringing, on_change, tz
+        self.handoff = handoff
         self.clock = clock or (lambda: datetime.now(self.tz).astimezone(self.tz))
 
     def execute(self, session, action: Action, reply: str, *, utterance_id: int | None = None) -> Outcome:
         """Do ``action`` inside the caller's transaction (the turn's row is written in the same one, so
         a crash can neither lose an acknowledged timer nor set it twice when the turn is replayed). A
-        failed action is rolled back to a savepoint alone; call ``changed(outcome)`` after the commit."""
+        failed action is rolled back to a savepoint alone; call ``changed(outcome)`` after the commit.
+        An action that ``uses_store`` nothing (a hand-off: network I/O) takes no session: call it before
+        opening one, so no write lock is held while another service answers."""
+        if not self.uses_store(action):
+            return self._handoff(reply, **action.slots)
         handler = getattr(self, "_" + action.name.replace(".", "_"), None)
         if handler is None:  # an action with no executor here is not pretended done
             return Outcome("refused", "I can't do that here.", detail=f"no executor for {action.name}")
@@ -105,8 +112,14 @@ class Executor:
             log.warning("action %s failed: %s", action.name, exc)
             return Outcome("failed", f"Sorry, I couldn't do that: {exc.problem}.", detail=str(exc))
 
+    @staticmethod
+    def uses_store(action: Action) -> bool:
+        return action.name != "handoff"
+
     def run(self, action: Action, reply: str, *, utterance_id: int | None = None) -> Outcome:
         """``execute`` in a transaction of its own, committed, then ``changed``."""
+        if not self.uses_store(action):
+            return self.execute(None, action, reply)
         with self.store.session() as s:
             outcome = self.execute(s, action, reply, utterance_id=utterance_id)
         self.changed(action, outcome)
@@ -117,6 +130,19 @@ class Executor:
         if outcome.status == "done" and action.name.split(".")[0] in ("timer", "alarm") \
                 and action.name not in _READ_ONLY:
             self.on_change()
+
+    # --- hand-off ---------------------------------------------------------------------------------
+    def _handoff(self, reply: str, *, domain: str, request: str) -> Outcome:
+        if self.handoff is None:
+            return Outcome("refused", NOT_SET_UP[domain], detail="no [actions] handoff configured")
+        try:
+            done, said, detail = self.handoff.send(domain, request, reply)
+        except Exception as exc:  # noqa: BLE001 - a handler's bug must not fail the turn
+            log.exception("hand-off to %s failed", self.handoff.name)
+            done, said, detail = False, None, f"{type(exc).__name__}: {exc}"
+        if done:
+            return Outcome("done", said or reply, detail=detail)
+        return Outcome("failed", said or f"Sorry, {self.handoff.name} could not do that.", detail=detail)
 
     # --- clock ------------------------------------------------------------------------------------
     def _time_now(self, s, now, reply, **_) -> Outcome:
