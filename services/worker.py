@@ -256,6 +256,7 @@ class InferenceWorker:
             job.future.set_exception(BusyError(reason, fix="try again in a moment"))
 
     def _process(self, job: UtteranceJob) -> None:
+        from assistant.engine.engine import NOT_HEARD
         from assistant.store import files, repo
 
         uid = job.utterance_id
@@ -275,8 +276,12 @@ class InferenceWorker:
                 respond, text = self.activation.decide(turn.transcript, job.captured_at)
             else:
                 respond, text = job.respond, turn.transcript
-            response = engine.respond(text) if respond else None
-            reply, response_s = (response.reply, response.seconds) if response else (None, 0.0)
+            heard = engine.understood(text) if respond else True
+            if not heard:  # silence, a tone, noise read as "iiiiii": no reply from the LLM, no action
+                log.info("utterance %d: %r reads as no words; not answered", uid, text)
+                respond = bool(job.respond)  # an API turn still gets an answer, and it says so
+            response = engine.respond(text) if respond and heard else None
+            reply, response_s = (response.reply, response.seconds) if response else (NOT_HEARD if respond else None, 0.0)
             action = response.action if response else None
             timings = {"encoder_s": turn.timings.encoder_s, "bridge_s": turn.timings.bridge_s,
                        "transcript_s": turn.timings.transcript_s, "response_s": response_s}

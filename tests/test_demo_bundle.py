@@ -131,3 +131,20 @@ def test_it_reads_with_its_word_lm_and_answers_held_out_requests(engine, espeak_
     assert turn.response and turn.transcript
     engine.reset_history()
     assert engine.respond_text("what's twelve times four")[0] == "Twelve times four is forty eight."
+
+
+def test_silence_a_tone_and_noise_get_no_reply_while_held_out_speech_does(engine, espeak_clips, slt_clips):
+    """Non-speech reads as "iiiiii" or "llleleeee": no LLM reply (which could be read as an action), only
+    "Sorry, I didn't catch that."; the held-out voices' transcripts are understood."""
+    import numpy as np
+
+    from assistant.audio import load_audio
+    from assistant.engine.engine import NOT_HEARD
+
+    t = np.arange(32000) / 16000
+    for wave in (np.zeros(32000, np.float32), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+                 (np.random.default_rng(0).standard_normal(32000) * 0.05).astype(np.float32)):
+        turn = engine.run(wave, respond=True)
+        assert not engine.understood(turn.transcript) and turn.response == NOT_HEARD, turn.transcript
+    for path, text in (*espeak_clips, *slt_clips):
+        assert engine.understood(engine.run(load_audio(path).samples, respond=False).transcript)

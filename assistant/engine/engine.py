@@ -30,10 +30,13 @@ from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
 from assistant.engine.llm import CausalLM
 from assistant.engine.wordlm import WordLM, load_word_lm
 from assistant.errors import BridgeMismatchError, ModelFilesError
+from assistant.metrics import normalize
 from assistant.skills import Action, answer as skill_answer
 from assistant.skills.handoff import handoff_action
 
 log = logging.getLogger(__name__)
+MIN_KNOWN_SHARE = 0.5  # Engine.understood: the share of a transcript's words that must be known words
+NOT_HEARD = "Sorry, I didn't catch that."  # the reply to audio whose transcript reads as no words
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,20 @@ class Engine:
             self._spotters = {key: cached}  # one bridge serves at a time: keep only the latest
         return cached
 
+    def understood(self, transcript: str, *, bridge: LoadedBridge | None = None) -> bool:
+        """Whether ``transcript`` reads as words: at least half of them in the bundle's vocabulary or the
+        bridge's personal lexicon. Silence, a tone or noise comes out of the CTC reading as "iiiiiii" or
+        "llleleeee", which must get neither a reply nor an action. True when the bundle has no vocabulary
+        to judge by (the tiny test bundles)."""
+        words = normalize(transcript).split()
+        if not words:
+            return False
+        if not self.vocabulary:
+            return True
+        known = set(self.vocabulary) | set((bridge or self.bridge).config.lexicon)
+        hits = sum(w in known or (w.endswith("'s") and w[:-2] in known) for w in words)  # "nina's"
+        return hits >= MIN_KNOWN_SHARE * len(words)
+
     def respond_text(self, transcript: str) -> tuple[str, float]:
         """(reply, seconds): ``respond`` without its action, for callers that only read replies."""
         r = self.respond(transcript)
@@ -335,7 +352,8 @@ class Engine:
             enc = self.encode([wave])[0]
         encoder_s = time.perf_counter() - t0
         text, result, bridge_s, transcript_s = self.transcribe_encoded(enc, duration_s, bridge=bridge, hint=hint)
-        reply, response_s = self.respond_text(text) if respond else (None, 0.0)
+        reply, response_s = (self.respond_text(text) if self.understood(text, bridge=bridge) else (NOT_HEARD, 0.0)) \
+            if respond else (None, 0.0)
         return Turn(transcript=text, response=reply, bridge_version=bridge.version, audio_duration_s=duration_s,
                     timings=StageTimings(encoder_s, bridge_s, transcript_s, response_s),
                     transcript_passes=result.passes, draft_tokens=result.draft_tokens,
