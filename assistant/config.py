@@ -162,7 +162,6 @@ class ActionsConfig:
     enabled: bool = True  # false: timers and alarms are not set (the reply says so), nothing rings
     ring: bool = True  # play the ring through the output device when a timer or alarm fires
     ring_seconds: float = 30.0  # how long it rings unless stopped ("stop the alarm", POST /v1/timers/stop)
-    output_device: str = ""  # sounddevice name substring or index; empty: the default output
     # Requests the assistant cannot do itself (lights, calls, messages, music, weather, reminders) go to:
     handoff: str = ""  # "" (none: the reply says it is not set up) | home_assistant | webhook
     handoff_url: str = ""  # Home Assistant's base URL (http://homeassistant.local:8123) or the webhook's URL
@@ -176,6 +175,30 @@ class ActionsConfig:
         _check(not self.handoff or self.handoff_url.startswith(("http://", "https://")), "actions.handoff_url",
                "an http:// or https:// URL when actions.handoff is set")
         _check(0 < self.handoff_timeout_s <= 60, "actions.handoff_timeout_s", "a number of seconds in (0, 60]")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The output device: spoken replies and the ring (services/output.py)."""
+
+    device: str = ""  # sounddevice output name substring or index; empty: the default output
+    speak: bool = True  # say the replies to microphone turns aloud
+    voice: str = "espeak-ng:en-us"  # a voice spec (assistant/synth/voice_spec.py), e.g. "flite:slt"
+    # Speech over a reply stops it and is the next turn; false: the microphone is not listened to while
+    # a reply plays. Either way the reply's own echo is never taken for a request.
+    barge_in: bool = True
+    echo_share: float = 0.85  # a microphone window this much explained by the played reply is its echo
+
+    def __post_init__(self) -> None:
+        _check(0 < self.echo_share < 1, "output.echo_share", "a number in (0, 1)")
+        if self.speak:
+            from assistant.synth.voice_spec import SynthError, parse
+
+            try:
+                parse(self.voice)
+            except SynthError as exc:
+                raise ConfigError(f"config key output.voice is invalid: {exc.problem}",
+                                  fix="e.g. voice = \"espeak-ng:en-us\" or \"flite:slt\"") from exc
 
 
 VOICE_ROUTING = ("auto", "on", "off")
@@ -268,6 +291,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     actions: ActionsConfig = field(default_factory=ActionsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     @property

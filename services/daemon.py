@@ -63,6 +63,7 @@ class Daemon:
         self.preempt = threading.Event()  # set by any activity: a running alignment job pauses
         self.scheduler = None
         self.timers = None  # services.timers.TimerService when [actions] enabled
+        self.speaker = None  # services.output.Speaker when [output] speak
         self.ringer = None
         self._live: dict = {}  # source name -> services.live.LiveStream of the utterance it is speaking
 
@@ -91,12 +92,19 @@ class Daemon:
         self.metrics = Metrics(queue_depth=lambda: self.worker.depth if self.worker else 0,
                                job_states=self._job_states)
         executor = self._build_actions()
+        if self.config.output.speak:
+            from services.output import Speaker
+
+            out = self.config.output
+            self.speaker = Speaker(voice=out.voice, device=out.device, echo_share=out.echo_share)
+            self.speaker.on_event = self.bus.publish
         self.worker = InferenceWorker(self._load_engine, store=self.store, data_dir=self.data_dir,
                                       activation=self.activation, publish=self.bus.publish,
                                       queue_max=self.config.daemon.queue_max,
                                       queue_policy=self.config.daemon.queue_policy,
                                       cache_encoded=self.config.store.cache_encoder_outputs, metrics=self.metrics,
-                                      model_lock=self.model_lock, preempt=self.preempt, executor=executor)
+                                      model_lock=self.model_lock, preempt=self.preempt, executor=executor,
+                                      on_reply=self._say)
         self.worker.start()
         await asyncio.to_thread(self.worker.ready.wait)
         if self.worker.load_error is not None:
@@ -130,6 +138,9 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.ringer is not None:
             await asyncio.to_thread(self.ringer.stop)
+        if self.speaker is not None:
+            self.speaker.stop()
+            await asyncio.to_thread(self.speaker.join, 2.0)
         await asyncio.to_thread(self.scheduler.stop, 5.0)  # a training step is short; it pauses at the next one
         if self.source is not None:
             await self.source.close()
@@ -150,6 +161,11 @@ class Daemon:
         (self.data_dir / "daemon.json").unlink(missing_ok=True)
         return 0
 
+    def _say(self, job, reply: str) -> None:
+        """A reply to a microphone turn is said aloud (API and satellite turns get it as text)."""
+        if self.speaker is not None and job.source == "mic":
+            self.speaker.say(reply)
+
     def _build_actions(self):
         """The ring, the timer loop and the action executor ([actions]); None when actions are off."""
         from assistant.skills.executor import Executor
@@ -158,7 +174,7 @@ class Daemon:
         cfg = self.config.actions
         if not cfg.enabled:
             return None
-        self.ringer = Ringer(enabled=cfg.ring, seconds=cfg.ring_seconds, device=cfg.output_device)
+        self.ringer = Ringer(enabled=cfg.ring, seconds=cfg.ring_seconds, device=self.config.output.device)
         self.timers = TimerService(self.store, self.bus.publish, self.ringer)
         from services.handoff import build_handoff
 

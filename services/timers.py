@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP_S = 30.0
 LATE_AFTER_S = 2.0  # fired this much after its due time: reported as late (the daemon was down or busy)
-BLOCK_S = 0.1  # the ring is written in blocks this long: a stop is heard within about one block
 
 
 def chime(rate_hz: int, seconds: float = 1.0) -> np.ndarray:
@@ -70,32 +69,22 @@ class Ringer:
             self._stop.set()
             thread = self._thread
         if thread is not None:
-            thread.join(timeout=2 * BLOCK_S + 1.0)
+            thread.join(timeout=1.0)
         return was
 
     def _run(self, stop: threading.Event) -> None:
         try:
             self._play(stop, self.seconds)
         except Exception as exc:  # noqa: BLE001 - no device, device busy, PortAudio gone: logged, not fatal
-            log.warning("could not ring through the output device %r: %s (set [actions] output_device, or "
-                        "ring = false)", self.device or "default", exc)
+            log.warning("could not ring through the output device %r: %s (set [output] device, or "
+                        "[actions] ring = false)", self.device or "default", exc)
 
     def _play_sounddevice(self, stop: threading.Event, seconds: float) -> None:
-        from services.sources import sd
+        from services.output import RATE_HZ, play
 
-        if sd is None:
-            raise RuntimeError("sounddevice cannot load libportaudio2 (install it: apt install libportaudio2)")
-        device = int(self.device) if self.device.isdigit() else (self.device or None)
-        rate = int(sd.query_devices(device, kind="output")["default_samplerate"])
-        period = chime(rate)
-        block = int(rate * BLOCK_S)
-        with sd.OutputStream(samplerate=rate, channels=1, dtype="float32", device=device) as out:
-            played = 0
-            while not stop.is_set() and played < seconds * rate:
-                start = played % len(period)
-                chunk = np.take(period, np.arange(start, start + block), mode="wrap")
-                out.write(chunk.reshape(-1, 1))
-                played += block
+        period = chime(RATE_HZ)
+        play(np.tile(period, int(np.ceil(seconds * RATE_HZ / len(period))))[: int(seconds * RATE_HZ)], RATE_HZ,
+             self.device, stop)
 
 
 class TimerService:

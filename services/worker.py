@@ -82,7 +82,8 @@ class InferenceWorker:
     def __init__(self, engine_factory: Callable[[], Any], *, store, data_dir: Path, activation: Activation,
                  publish: Callable[..., None], queue_max: int, queue_policy: str, cache_encoded: bool = True,
                  metrics=None, model_lock: threading.Lock | None = None,
-                 preempt: threading.Event | None = None, executor=None) -> None:
+                 preempt: threading.Event | None = None, executor=None,
+                 on_reply: Callable[[UtteranceJob, str], None] | None = None) -> None:
         self._factory = engine_factory
         self.store, self.data_dir, self.activation = store, data_dir, activation
         self._publish, self._metrics = publish, metrics
@@ -91,6 +92,7 @@ class InferenceWorker:
         self.model_lock = model_lock or threading.Lock()  # shared with alignment jobs
         self.preempt = preempt
         self.executor = executor  # assistant.skills.executor.Executor: does what a reply's action asks
+        self.on_reply = on_reply  # a reply to say aloud (the daemon's Speaker, for microphone turns)
         self.ready = threading.Event()
         self.load_error: BaseException | None = None
         self.busy_since: float | None = None
@@ -320,6 +322,8 @@ class InferenceWorker:
                       "action_outcome": outcome.to_dict() if outcome else None}
             if respond:
                 self._publish("response", utterance_id=uid, response=reply)
+                if self.on_reply is not None and reply:
+                    self.on_reply(job, reply)
             if self._metrics is not None:
                 self._metrics.observe_turn(timings, job.source)
             if job.future is not None:

@@ -19,7 +19,7 @@ class DaemonProcess:
         self.data_dir, self.bundle, self.source = data_dir, bundle, source
         self.config = data_dir.parent / f"{data_dir.name}.toml"
         self.config.write_text(extra_config)
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.log = data_dir.parent / f"{data_dir.name}.log"
 
@@ -56,6 +56,15 @@ class DaemonProcess:
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack goes to the log
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            self.kill()
+            raise AssertionError(f"the daemon did not stop within {timeout_s} s of SIGTERM:\n"
+                                 f"{self.log.read_text()[-3000:]}") from None
         finally:
             self._log_f.close()
 

@@ -71,6 +71,21 @@ class PulseServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def warm_output(device: str = "pulse") -> None:
+    """Play a moment of silence with the microphone open, once: the first time a process does both
+    through ALSA's pulse plugin, both streams can stall for ~1.6 s, which a timing measurement must not
+    include (services/output.py, Speaker.warm_up, does the same at the daemon's start)."""
+    import threading
+
+    import numpy as np
+    import sounddevice as sd
+
+    from services.output import play
+
+    with sd.InputStream(device=device, samplerate=16000, channels=1, dtype="float32", callback=lambda *_: None):
+        play(np.zeros(1600, np.float32), 16000, device, threading.Event())
+
+
 def play_into_mic(wav_path: str | os.PathLike[str], *, server: str | None = None, timeout_s: float = 30.0) -> float:
     """Play a WAV into the virtual microphone; blocks until played; returns the seconds it took.
 

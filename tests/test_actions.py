@@ -17,7 +17,7 @@ from assistant.skills.executor import Executor, next_occurrence
 from assistant.store import open_store
 from assistant.store import timers as tt
 
-from pulse import pulse_server  # noqa: F401 - fixture
+from pulse import pulse_server, warm_output  # noqa: F401 - fixture
 
 # A Sunday evening, in UTC (the executor takes the time zone as an argument; None is the system's).
 NOW = datetime(2026, 12, 6, 22, 0, tzinfo=timezone.utc)
@@ -242,6 +242,7 @@ def test_the_ring_plays_through_the_output_device_and_stops_at_once(pulse_server
 
     from services.timers import Ringer
 
+    warm_output()
     ringer = Ringer(enabled=True, seconds=20, device="pulse")
     heard = []
     with sd.InputStream(device="pulse", samplerate=16000, channels=1, dtype="float32",
@@ -268,4 +269,4 @@ def test_no_output_device_is_a_warning_not_a_crash(caplog):
     ringer = Ringer(enabled=True, seconds=1, device="no such device 42")
     ringer.ring()
     ringer.stop()
-    assert "could not ring" in caplog.text and "output_device" in caplog.text
+    assert "could not ring" in caplog.text and "[output] device" in caplog.text

@@ -47,6 +47,7 @@ async def status(request: Request) -> dict:
         "uptime_s": round(time.time() - d.started_at, 1),
         "source": {"kind": d.config.source.kind, "state": d.source.state() if d.source else "none"},
         "queue_depth": d.worker.depth if d.worker else 0,  # all waiting utterances
+        "speaker": None if d.speaker is None else {"ready": d.speaker.ready.is_set(), "speaking": d.speaker.playing},
         # those the bound counts (live speech, API turns); enrollment and a restart's backlog never drop
         "queue_bounded": d.worker.bounded_depth if d.worker else 0,
         "queue_max": d.config.daemon.queue_max,

@@ -1,0 +1,136 @@
+"""Spoken replies: the echo measure, the Speaker through a real PulseAudio output whose monitor is the
+virtual microphone, and a real daemon on the shipped bundle that answers aloud, never takes its own voice
+for a request, and stops talking when spoken over (barge-in)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from assistant.echo import explained_share
+from assistant.synth.voices import synthesize
+
+from pulse import pulse_server, warm_output  # noqa: F401 - fixture
+
+
+@pytest.fixture(scope="module")
+def reply_wave():
+    return synthesize("espeak-ng:en-us", "Today is Sunday, December sixth, and the weather is fine.")
+
+
+def test_the_echo_of_what_was_played_is_explained_and_a_voice_over_it_is_not(reply_wave):
+    other = synthesize("espeak-ng:en-gb", "set a timer for five minutes please")
+    lag = 2400  # 150 ms of output + input latency, unknown to the measure
+    mic = reply_wave[8000:9600]
+    played = reply_wave[8000 - lag - 800: 9600 + 800]
+    assert explained_share(mic, played) > 0.99
+    assert explained_share(0.5 * mic, played) > 0.99  # any loudness
+    assert explained_share(mic + other[8000:9600], played) < 0.85  # someone speaking over it
+    assert explained_share(other[8000:9600], played) < 0.5
+    assert explained_share(np.zeros(1600, np.float32), played) == 1.0  # silence interrupts nothing
+
+
+def test_the_speaker_plays_through_the_output_and_stops_at_once(pulse_server, reply_wave):  # noqa: F811
+    import sounddevice as sd
+
+    from services.output import Speaker
+
+    warm_output()
+    events = []
+    speaker = Speaker(voice="espeak-ng:en-us", device="pulse", synthesize=lambda text: reply_wave)
+    speaker.on_event = lambda kind, **data: events.append((kind, data))
+    heard = []
+    started = threading.Event()
+    with sd.InputStream(device="pulse", samplerate=16000, channels=1, dtype="float32",
+                        callback=lambda data, *_: heard.append((time.monotonic(), data[:, 0].copy()))):
+        speaker.say("anything")
+        deadline = time.monotonic() + 10
+        while not speaker.playing or time.monotonic() - speaker._t0 < 1.5:  # bounded: 1.5 s of the reply
+            assert time.monotonic() < deadline
+            started.wait(0.02)
+        t0 = time.monotonic()
+        assert speaker.stop() is True
+        started.wait(0.5)  # keep recording: when the microphone goes quiet is when the reply stopped
+    assert speaker.join(5)
+    assert [k for k, _ in events] == ["speaking", "speaking_ended"] and events[1][1]["interrupted"] is True
+    assert not speaker.playing
+    windows = [(t, x) for t, x in heard if t0 - 1.0 < t < t0 - 0.2]  # the microphone heard the reply...
+    mic = np.concatenate([x for _, x in windows])
+    assert speaker.is_echo(mic[-1600:], windows[-1][0])  # ...and knows it for its own voice
+    loud = [t for t, x in heard if float(np.sqrt(np.mean(x**2))) >= 0.003]
+    quiet_after = max(loud) - t0  # the last sound the microphone heard, after the stop (its own latency included)
+    assert quiet_after < 0.2, quiet_after
+
+
+@pytest.mark.skipif(not os.environ.get("CI") and not (__import__("assistant.config").config.demo_bundle_dir()
+                                                      / "manifest.json").is_file(), reason="no shipped bundle")
+def test_the_daemon_answers_aloud_ignores_its_echo_and_stops_when_spoken_over(pulse_server, tmp_path):  # noqa: F811
+    import websockets
+
+    from assistant.config import demo_bundle_dir
+    from daemon_proc import DaemonProcess
+
+    def wav(text: str):
+        path = tmp_path / f"{abs(hash(text))}.wav"
+        sf.write(path, synthesize("espeak-ng:en-us", text), 16000)
+        return path
+
+    question, interruption = wav("what's today's date"), wav("set a timer for five minutes")
+    d = DaemonProcess(tmp_path / "data", demo_bundle_dir(), source="mic",
+                      extra_config='[source]\ndevice = "pulse"\n[output]\ndevice = "pulse"\n'
+                                   "[alignment]\nenabled = false\n[actions]\nring = false\n").start(timeout_s=300)
+
+    import httpx
+
+    deadline = time.monotonic() + 30  # the output is opened once the microphone runs (Speaker.warm_up)
+    while not (httpx.get(d.url + "/v1/status", headers=d.headers).json()["speaker"] or {}).get("ready"):
+        assert time.monotonic() < deadline, "the speaker never got ready"
+        threading.Event().wait(0.1)
+
+    async def run():
+        async with websockets.connect(f"ws://127.0.0.1:{d.port}/v1/events?token={d.token}", open_timeout=10) as ws:
+            async def until(kind, timeout=60.0, seen=None):
+                while True:  # bounded: every receive waits at most ``timeout``
+                    event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+                    if seen is not None:
+                        seen.append(event)
+                    if event["type"] == kind:
+                        return event
+
+            await asyncio.to_thread(pulse_server.play_into_mic, question)
+            first = []
+            spoken = await until("speaking", seen=first)
+            ended = await until("speaking_ended", seen=first)
+            dropped = await until("own_voice_dropped", timeout=10, seen=first)  # its echo, heard and dropped
+            await asyncio.to_thread(pulse_server.play_into_mic, question)  # again, and this time speak over it
+            await until("speaking")
+            player = asyncio.create_task(asyncio.to_thread(pulse_server.play_into_mic, interruption))
+            t_play = time.time()
+            second = []
+            barge = await until("barge_in", timeout=20, seen=second)
+            stopped = await until("speaking_ended", timeout=5, seen=second)
+            await player
+            turn = await until("response", seen=second)
+            return first, spoken, ended, dropped, barge, stopped, turn, barge["at"] - t_play, second
+
+    try:
+        first, spoken, ended, dropped, barge, stopped, turn, barge_after, second = asyncio.run(run())
+    finally:
+        assert d.stop() == 0, d.log.read_text()[-3000:]
+        if os.environ.get("KEEP_DATA"):
+            import shutil
+            shutil.copytree(d.data_dir, os.environ["KEEP_DATA"], dirs_exist_ok=True)
+    transcripts = [e["transcript"] for e in first if e["type"] == "transcript"]
+    assert transcripts == ["what's today's date"], first  # the reply itself was never transcribed
+    assert spoken["text"].startswith("Today is") and ended["interrupted"] is False
+    print(f"barge-in: detected {barge_after:.3f} s after the interruption started playing (paplay start included)")
+    assert stopped["interrupted"] is True and barge_after < 1.0, barge_after
+    assert [e["transcript"] for e in second if e["type"] == "transcript"][-1] == "set a timer for five minutes"
+    assert turn["response"] == "Timer set for five minutes."
