@@ -41,6 +41,16 @@ STATUS_FOR: tuple[tuple[type[AssistantError], int], ...] = (
 RETRY_AFTER_S = 1
 
 
+def _error(request: Request, status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    """An error answer: ``{"error": message}``, or OpenAI's error shape on its endpoints' paths."""
+    from services.api.routes_openai import PREFIX, openai_error
+
+    response = openai_error(status, message) if request.url.path.startswith(PREFIX) else \
+        JSONResponse({"error": message}, status_code=status)
+    response.headers.update(headers or {})
+    return response
+
+
 def _status_for(exc: AssistantError) -> int:
     return next((status for kind, status in STATUS_FOR if isinstance(exc, kind)), 400)
 
@@ -57,14 +67,14 @@ def create_app(daemon) -> FastAPI:
     app.add_middleware(HostGuard, bind_host=api.host, allowed_hosts=tuple(api.allowed_hosts))  # outermost
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+    async def _api_error(request: Request, exc: ApiError):
+        return _error(request, exc.status, exc.message)
 
     @app.exception_handler(AssistantError)
-    async def _assistant_error(_: Request, exc: AssistantError):
+    async def _assistant_error(request: Request, exc: AssistantError):
         status = _status_for(exc)
         headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, BusyError) else None
-        return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+        return _error(request, status, str(exc), headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -73,33 +83,34 @@ def create_app(daemon) -> FastAPI:
             message = f"no route {request.method} {request.url.path}; the routes are listed at /docs"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; the routes are listed at /docs"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        return _error(request, exc.status_code, message, dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError):
+    async def _validation_error(request: Request, exc: RequestValidationError):
         parts = []
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             parts.append(f"{where or 'body'}: {e.get('msg', 'invalid')}")
-        return JSONResponse({"error": "invalid request: " + "; ".join(parts)}, status_code=400)
+        return _error(request, 400, "invalid request: " + "; ".join(parts))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception):
+    async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected API error")
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+        return _error(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
     @app.get("/v1/health", tags=["status"])
     async def health() -> dict:
         """Liveness: no authentication."""
         return {"status": "ok", "version": __version__}
 
-    from services.api import routes_admin, routes_timers, routes_turns, routes_utterances, ws
+    from services.api import routes_admin, routes_openai, routes_timers, routes_turns, routes_utterances, ws
 
     auth = [Depends(require_token)]
     app.include_router(routes_turns.router, prefix="/v1", dependencies=auth)
     app.include_router(routes_utterances.router, prefix="/v1", dependencies=auth)
     app.include_router(routes_admin.router, prefix="/v1", dependencies=auth)
     app.include_router(routes_timers.router, prefix="/v1", dependencies=auth)
+    app.include_router(routes_openai.router, prefix="/v1", dependencies=auth)
     app.include_router(ws.router, prefix="/v1")  # WebSockets check the token themselves
 
     @app.get("/metrics", dependencies=auth, tags=["status"])

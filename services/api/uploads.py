@@ -1,4 +1,5 @@
-"""Size-limited audio uploads (multipart field ``audio``): the limit holds even without Content-Length."""
+"""Size-limited audio uploads (a multipart file field, ``audio`` by default): the limit holds even without
+Content-Length."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ class _TooLarge(Exception):
 
 
 async def read_audio_upload(request: Request, daemon, field: str = "audio") -> Audio:
+    return (await read_upload(request, daemon, field))[0]
+
+
+async def read_upload(request: Request, daemon, field: str = "audio", max_fields: int = 8) -> tuple[Audio, dict]:
+    """The decoded audio of the multipart file ``field`` and the form's other (text) fields."""
     from services.api.app import ApiError
 
     limit = int(daemon.config.api.max_upload_mb * 1024 * 1024)
@@ -38,7 +44,7 @@ async def read_audio_upload(request: Request, daemon, field: str = "audio") -> A
         return message
 
     try:
-        form = await Request(request.scope, limited).form(max_files=1, max_fields=8)
+        form = await Request(request.scope, limited).form(max_files=1, max_fields=max_fields)
     except _TooLarge:
         raise too_big from None
     except ClientDisconnect:
@@ -54,5 +60,7 @@ async def read_audio_upload(request: Request, daemon, field: str = "audio") -> A
     cfg = daemon.config.audio
     import asyncio
 
-    return await asyncio.to_thread(load_audio, data, max_duration_s=cfg.max_duration_s,
-                                   min_duration_s=cfg.min_duration_s)
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    audio = await asyncio.to_thread(load_audio, data, max_duration_s=cfg.max_duration_s,
+                                    min_duration_s=cfg.min_duration_s)
+    return audio, fields
