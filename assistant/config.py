@@ -201,6 +201,19 @@ class OutputConfig:
                                   fix="e.g. voice = \"espeak-ng:en-us\" or \"flite:slt\"") from exc
 
 
+@dataclass(frozen=True)
+class WyomingConfig:
+    """Home Assistant's Wyoming protocol server (services/wyoming_server.py)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback: Home Assistant on this machine; "0.0.0.0" to serve the LAN
+    port: int = 10300  # the Wyoming convention for speech-to-text; 0: any free port
+    tts: bool = True  # also offer the reply voice as a text-to-speech service
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, "wyoming.port", "0..65535 (0: any free port)")
+
+
 VOICE_ROUTING = ("auto", "on", "off")
 
 
@@ -292,6 +305,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     actions: ActionsConfig = field(default_factory=ActionsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     @property

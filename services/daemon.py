@@ -8,6 +8,7 @@ sees it, so a crash at any point loses nothing; at start, rows left unprocessed 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -115,6 +116,10 @@ class Daemon:
         await restore_active(self)
         await self._requeue_pending()
         server, api_task = await self._start_api()
+        wyoming, wyoming_port = await self._start_wyoming()
+        # what the CLI verbs (and tests) read to find the daemon: written once everything listens
+        info = {"pid": os.getpid(), "host": self.config.api.host, "port": self.api_port}
+        (self.data_dir / "daemon.json").write_text(json.dumps({**info, "wyoming_port": wyoming_port}))
         source_task = asyncio.create_task(self._source_loop(), name="source")
         watchdog = asyncio.create_task(sdnotify.watchdog_loop(), name="watchdog")
         retention = asyncio.create_task(self._retention_loop(), name="retention")
@@ -144,6 +149,8 @@ class Daemon:
         await asyncio.to_thread(self.scheduler.stop, 5.0)  # a training step is short; it pauses at the next one
         if self.source is not None:
             await self.source.close()
+        if wyoming is not None:
+            await wyoming.stop()
         self.bus.close()  # event WebSockets close themselves (1001) instead of being cut at the deadline
         server.should_exit = True
         try:  # open keep-alive connections and WebSockets get a few seconds, then are cut
@@ -193,8 +200,6 @@ class Daemon:
                                   speculative=e.speculative, data_dir=self.config.data_path)
 
     async def _start_api(self):
-        import json
-
         import uvicorn
 
         from services.api.app import create_app
@@ -211,9 +216,15 @@ class Daemon:
                 raise RuntimeError("the API server stopped while starting")
             await asyncio.sleep(0.02)
         self.api_port = server.servers[0].sockets[0].getsockname()[1]
-        info = {"pid": os.getpid(), "host": self.config.api.host, "port": self.api_port}
-        (self.data_dir / "daemon.json").write_text(json.dumps(info))
         return server, task
+
+    async def _start_wyoming(self):
+        """The Wyoming server ([wyoming] enabled) and its port, or (None, None)."""
+        if not self.config.wyoming.enabled:
+            return None, None
+        from services.wyoming_server import start
+
+        return await start(self)
 
     def _prepare_store(self) -> None:
         from assistant.store import repo

@@ -28,7 +28,7 @@ UTTERANCE_STATUSES = ("captured", "processing", "done", "failed", "skipped")
 PENDING_STATUSES = ("captured", "processing")
 ACTIVATIONS = ("responded", "logged_only")
 LABEL_SOURCES = ("enrollment", "correction", "confirmed")
-FIXED_SOURCES = ("mic", "file", "api", "enrollment", "recovered")  # plus "ws:<name>"
+FIXED_SOURCES = ("mic", "file", "api", "enrollment", "recovered", "wyoming")  # plus "ws:<name>"
 # "recovered": audio fsynced just before a crash whose row was not committed yet (adopt_orphan_audio)
 BRIDGE_STATUSES = ("accepted", "rejected", "base")
 JOB_STATES = ("queued", "running", "paused", "succeeded", "rejected", "failed", "cancelled")
