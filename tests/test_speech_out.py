@@ -134,3 +134,45 @@ def test_the_daemon_answers_aloud_ignores_its_echo_and_stops_when_spoken_over(pu
     assert stopped["interrupted"] is True and barge_after < 1.0, barge_after
     assert [e["transcript"] for e in second if e["type"] == "transcript"][-1] == "set a timer for five minutes"
     assert turn["response"] == "Timer set for five minutes."
+
+
+@pytest.mark.skipif(not os.environ.get("CI") and not (__import__("assistant.config").config.demo_bundle_dir()
+                                                      / "manifest.json").is_file(), reason="no shipped bundle")
+def test_a_timer_said_into_the_microphone_is_confirmed_aloud_and_rings_on_time(pulse_server, tmp_path):  # noqa: F811
+    """The actions issue's "done when": say "set a timer for five seconds" into the (virtual) microphone;
+    the daemon speaks the confirmation and rings five seconds later, through the output device."""
+    import httpx
+    import websockets
+
+    from assistant.config import demo_bundle_dir
+    from daemon_proc import DaemonProcess
+
+    request = tmp_path / "request.wav"
+    sf.write(request, synthesize("espeak-ng:en-us", "set a timer for five seconds"), 16000)
+    d = DaemonProcess(tmp_path / "data", demo_bundle_dir(), source="mic",
+                      extra_config='[source]\ndevice = "pulse"\n[output]\ndevice = "pulse"\n'
+                                   "[alignment]\nenabled = false\n[actions]\nring_seconds = 2.0\n").start(timeout_s=300)
+    deadline = time.monotonic() + 30  # the output is opened once the microphone runs (Speaker.warm_up)
+    while not (httpx.get(d.url + "/v1/status", headers=d.headers).json()["speaker"] or {}).get("ready"):
+        assert time.monotonic() < deadline, "the speaker never got ready"
+        threading.Event().wait(0.1)
+
+    async def run():
+        async with websockets.connect(f"ws://127.0.0.1:{d.port}/v1/events?token={d.token}", open_timeout=10) as ws:
+            await asyncio.to_thread(pulse_server.play_into_mic, request)
+            seen = {}
+            while "timer_fired" not in seen:  # bounded: each receive waits at most 30 s
+                event = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                seen.setdefault(event["type"], event)
+            return seen
+
+    try:
+        seen = asyncio.run(run())
+    finally:
+        assert d.stop() == 0, d.log.read_text()[-3000:]
+    assert seen["response"]["response"] == "Timer set for five seconds."
+    assert seen["speaking"]["text"] == "Timer set for five seconds."
+    assert seen["action"]["outcome"]["status"] == "done"
+    rang_after = seen["timer_fired"]["at"] - seen["action"]["at"]
+    assert 4.5 <= rang_after <= 6.5 and seen["timer_fired"]["late"] is False, rang_after
+    assert "could not ring" not in d.log.read_text()  # the ring went to the output device
