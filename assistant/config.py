@@ -141,6 +141,7 @@ class DaemonConfig:
     activation: str = "always"  # always | push_to_talk | wake_phrase
     wake_phrase: str = "hey assistant"
     listen_window_s: float = 8.0  # push_to_talk: how long a window opened through the API stays open
+    followup_s: float = 8.0  # wake_phrase: after a reply, one more request within this time needs no phrase; 0: off
     queue_max: int = 8  # utterances waiting for the inference worker
     queue_policy: str = "drop_oldest"  # when full: drop_oldest | drop_newest (dropped ones stay stored, unanswered)
     shutdown_timeout_s: float = 15.0
@@ -151,6 +152,7 @@ class DaemonConfig:
         _check(self.queue_max >= 1, "daemon.queue_max", "an integer >= 1")
         _check(self.queue_policy in ("drop_oldest", "drop_newest"), "daemon.queue_policy",
                "'drop_oldest', 'drop_newest'")
+        _check(0 <= self.followup_s <= 120, "daemon.followup_s", "a number of seconds in [0, 120]")
         _check(self.listen_window_s > 0 and self.shutdown_timeout_s > 0, "daemon.listen_window_s",
                "listen_window_s > 0 and shutdown_timeout_s > 0")
 

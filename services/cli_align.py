@@ -103,7 +103,11 @@ def cmd_enroll(args, config_of) -> int:
         with open(args.file, "rb") as f:
             data = f.read()
     else:
-        data = _record(args.seconds, args.mic_device)
+        c.post("/v1/quiet", {"seconds": float(args.seconds) + 2.0})  # the daemon's mic hears the prompt too
+        try:
+            data = _record(args.seconds, args.mic_device)
+        finally:
+            c.post("/v1/quiet", {"seconds": 0.0})
     body, ctype = _multipart(args.file or "mic.wav", data)
     r = c.request_raw("POST", f"/v1/enrollment/prompts/{pid}/recording", body, ctype)
     print(f"stored as utterance {r['utterance_id']} ({r['duration_s']:.1f} s), labelled with the prompt")

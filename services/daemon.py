@@ -54,7 +54,7 @@ class Daemon:
         self.metrics = None
         self.source = None
         self.activation = Activation(config.daemon.activation, config.daemon.wake_phrase,
-                                     config.daemon.listen_window_s)
+                                     config.daemon.listen_window_s, config.daemon.followup_s)
         self.token = ""
         self.api_port: int | None = None
         self._stop = asyncio.Event()

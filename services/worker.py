@@ -46,13 +46,31 @@ class _CallJob:
 class Activation:
     """Decides, from the transcript, whether an utterance gets a response (it is logged either way)."""
 
-    def __init__(self, mode: str, wake_phrase: str, window_s: float) -> None:
+    def __init__(self, mode: str, wake_phrase: str, window_s: float, followup_s: float = 0.0) -> None:
         from assistant.metrics import normalize
 
-        self.mode, self.window_s = mode, window_s
+        self.mode, self.window_s, self.followup_s = mode, window_s, followup_s
         self._phrase = normalize(wake_phrase)
         self._window = (0.0, 0.0)
+        self._quiet = (0.0, 0.0)  # (from, until): nothing captured then is answered (enrollment recordings)
+        self._followup_until = 0.0  # wake_phrase: a request captured before this needs no phrase
         self._lock = threading.Lock()
+
+    def quiet(self, seconds: float) -> float:
+        """Answer nothing captured from now for ``seconds`` (0: end the quiet now); returns its end."""
+        with self._lock:
+            now = time.time()
+            self._quiet = (now, now + seconds) if seconds > 0 else (0.0, 0.0)
+            return self._quiet[1]
+
+    def quiet_until(self) -> float:
+        return self._quiet[1]
+
+    def replied(self) -> None:
+        """A reply was given: in wake_phrase mode, the next request within followup_s needs no phrase."""
+        if self.mode == "wake_phrase" and self.followup_s > 0:
+            with self._lock:
+                self._followup_until = time.time() + self.followup_s
 
     def open_window(self, seconds: float | None = None) -> float:
         with self._lock:
@@ -67,6 +85,9 @@ class Activation:
         """-> (respond?, the text to respond to)."""
         from assistant.metrics import normalize
 
+        start, until = self._quiet
+        if start - 0.5 <= captured_at <= until:  # e.g. the user reading an enrollment prompt aloud
+            return False, transcript
         if self.mode == "always":
             return True, transcript
         if self.mode == "push_to_talk":
@@ -75,6 +96,10 @@ class Activation:
         norm = normalize(transcript)
         if self._phrase and (norm == self._phrase or norm.startswith(self._phrase + " ")):
             return True, norm[len(self._phrase):].strip() or transcript
+        with self._lock:
+            if captured_at <= self._followup_until:  # a follow-up: the window is used up by it
+                self._followup_until = 0.0
+                return True, transcript
         return False, transcript
 
 
@@ -322,6 +347,8 @@ class InferenceWorker:
                       "action_outcome": outcome.to_dict() if outcome else None}
             if respond:
                 self._publish("response", utterance_id=uid, response=reply)
+                if job.respond is None:  # a spoken turn: a follow-up may come without the wake phrase
+                    self.activation.replied()
                 if self.on_reply is not None and reply:
                     self.on_reply(job, reply)
             if self._metrics is not None:

@@ -263,6 +263,12 @@ def test_status_listen_and_metrics(client):
     assert set(st) >= {"uptime_s", "source", "queue_depth", "active_bridge", "idle_s", "running_job"}
     r = client.post("/v1/listen", json={"seconds": 5})
     assert r.status_code == 200 and r.json()["listening_until"] > 0
+    until = client.post("/v1/quiet", json={"seconds": 30}).json()["quiet_until"]
+    assert until > 0 and client.get("/v1/status").json()["quiet_until"] == until
+    assert client.post("/v1/quiet", json={"seconds": 0}).json()["quiet_until"] is None
+    assert client.get("/v1/status").json()["quiet_until"] is None
+    r = client.post("/v1/quiet", json={"seconds": -1})
+    assert r.status_code == 400 and "seconds" in r.json()["error"]
     m = client.get("/metrics")
     assert m.status_code == 200 and "assistant_stage_seconds" in m.text and "assistant_queue_depth" in m.text
 

@@ -97,6 +97,25 @@ def test_enrollment_recordings_are_never_dropped_by_the_queue_bound(store, tiny_
     assert st[expected_skip] == "skipped"
 
 
+def test_a_reply_opens_a_follow_up_and_a_quiet_window_answers_nothing():
+    act = Activation("wake_phrase", "hey assistant", 5.0, followup_s=8.0)
+    now = time.time()
+    assert act.decide("what time is it", now)[0] is False
+    act.replied()  # a reply was given: the next request needs no phrase...
+    assert act.decide("and the date", time.time()) == (True, "and the date")
+    assert act.decide("and the weather", time.time())[0] is False  # ...one request, not all that follow
+    act.replied()
+    assert act.decide("too late", time.time() + 9)[0] is False  # nor one after the window
+    always = Activation("always", "", 5.0)
+    always.quiet(10.0)  # e.g. `assistant enroll` recording a prompt from the microphone
+    assert always.decide("set a timer for five minutes", time.time())[0] is False
+    assert always.decide("set a timer for five minutes", time.time() + 11)[0] is True
+    always.quiet(10.0)
+    always.quiet(0.0)  # ended early
+    assert always.decide("set a timer", time.time())[0] is True
+    assert Activation("always", "", 5.0, followup_s=8.0).followup_s == 8.0
+
+
 def test_wake_phrase_mode_logs_everything_but_answers_only_the_phrase(store, tiny_engine, tmp_path):
     act = Activation("wake_phrase", "hey assistant", 5.0)
     assert act.decide("Hey, assistant: set a timer", time.time()) == (True, "set a timer")

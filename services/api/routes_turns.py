@@ -58,12 +58,25 @@ async def status(request: Request) -> dict:
         "idle_s": round(time.time() - d.last_activity, 1),
         "activation": d.config.daemon.activation,
         "listening_until": d.activation.window_open_until() or None,
+        "quiet_until": d.activation.quiet_until() or None,
         "running_job": job,
     }
 
 
 class ListenRequest(StrictBody):
     seconds: float | None = Field(default=None, gt=0, le=300, description="window length (default: config)")
+
+
+class QuietRequest(StrictBody):
+    seconds: float = Field(ge=0, le=600, description="how long; 0 ends a quiet window now")
+
+
+@router.post("/quiet")
+async def quiet(request: Request, body: QuietRequest) -> dict:
+    """Answer nothing captured by the microphone for ``seconds``: it is still stored (logged only). What
+    `assistant enroll` asks while the user reads a prompt aloud, so the prompt is not taken for a request."""
+    d = request.app.state.daemon
+    return {"quiet_until": d.activation.quiet(body.seconds) or None}
 
 
 @router.post("/listen")
