@@ -81,8 +81,14 @@ class Activation:
     def window_open_until(self) -> float:
         return self._window[1]
 
-    def decide(self, transcript: str, captured_at: float) -> tuple[bool, str]:
-        """-> (respond?, the text to respond to)."""
+    @property
+    def phrase(self) -> str:
+        return self._phrase
+
+    def decide(self, transcript: str, captured_at: float, after_phrase: str | None = None) -> tuple[bool, str]:
+        """-> (respond?, the text to respond to). ``after_phrase``: wake_phrase mode, what the engine
+        heard after the phrase when the audio starts with it (``Engine.after_wake_phrase``), else None
+        (then the transcript itself is matched)."""
         from assistant.metrics import normalize
 
         start, until = self._quiet
@@ -93,6 +99,8 @@ class Activation:
         if self.mode == "push_to_talk":
             start, end = self._window
             return start - 0.5 <= captured_at <= end, transcript  # 0.5 s: speech may start as the button is hit
+        if after_phrase is not None:
+            return True, after_phrase or transcript
         norm = normalize(transcript)
         if self._phrase and (norm == self._phrase or norm.startswith(self._phrase + " ")):
             return True, norm[len(self._phrase):].strip() or transcript
@@ -300,7 +308,9 @@ class InferenceWorker:
             self._publish("transcript", utterance_id=uid, transcript=turn.transcript,
                           bridge_version=turn.bridge_version)
             if job.respond is None:
-                respond, text = self.activation.decide(turn.transcript, job.captured_at)
+                after = engine.after_wake_phrase(turn.encoded, self.activation.phrase) \
+                    if self.activation.mode == "wake_phrase" and self.activation.phrase and turn.encoded else None
+                respond, text = self.activation.decide(turn.transcript, job.captured_at, after)
             else:
                 respond, text = job.respond, turn.transcript
             heard = engine.understood(text) if respond else True

@@ -148,3 +148,18 @@ def test_silence_a_tone_and_noise_get_no_reply_while_held_out_speech_does(engine
         assert not engine.understood(turn.transcript) and turn.response == NOT_HEARD, turn.transcript
     for path, text in (*espeak_clips, *slt_clips):
         assert engine.understood(engine.run(load_audio(path).samples, respond=False).transcript)
+
+
+@pytest.mark.parametrize("voice", ["espeak-ng:en-us", "festival:kal_diphone", "flite:kal"])
+def test_the_wake_phrase_is_heard_in_the_audio_though_never_spelled(engine, voice):
+    """The recognizer writes "hey sistont" for "hey assistant"; the phrase is scored on the CTC frames, and
+    the request after it is decoded on its own. Requests without the phrase are not taken."""
+    from assistant.synth.voices import synthesize
+
+    def after(text):
+        return engine.after_wake_phrase(engine.encode([synthesize(voice, text)])[0], "hey assistant")
+
+    assert after("hey assistant set a timer for five minutes") == "set a timer for five minutes"
+    assert after("hey assistant") == ""
+    for other in ("set a timer for five minutes", "hey what time is it", "hey siri what time is it"):
+        assert after(other) is None, other

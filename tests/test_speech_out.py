@@ -176,3 +176,48 @@ def test_a_timer_said_into_the_microphone_is_confirmed_aloud_and_rings_on_time(p
     rang_after = seen["timer_fired"]["at"] - seen["action"]["at"]
     assert 4.5 <= rang_after <= 6.5 and seen["timer_fired"]["late"] is False, rang_after
     assert "could not ring" not in d.log.read_text()  # the ring went to the output device
+
+
+@pytest.mark.skipif(not os.environ.get("CI") and not (__import__("assistant.config").config.demo_bundle_dir()
+                                                      / "manifest.json").is_file(), reason="no shipped bundle")
+def test_the_default_wake_phrase_through_the_microphone(pulse_server, tmp_path):  # noqa: F811
+    """activation = "wake_phrase" with the default phrase: a request after "hey assistant" is answered (the
+    request alone), one without it is only logged."""
+    import websockets
+
+    from assistant.config import demo_bundle_dir
+    from daemon_proc import DaemonProcess
+
+    woken, plain = tmp_path / "woken.wav", tmp_path / "plain.wav"
+    sf.write(woken, synthesize("espeak-ng:en-us", "hey assistant set a timer for five minutes"), 16000)
+    sf.write(plain, synthesize("espeak-ng:en-us", "set a timer for ten minutes"), 16000)
+    d = DaemonProcess(tmp_path / "data", demo_bundle_dir(), source="mic",
+                      extra_config='[source]\ndevice = "pulse"\n[output]\nspeak = false\n'
+                                   '[daemon]\nactivation = "wake_phrase"\nfollowup_s = 0.0\n'
+                                   "[alignment]\nenabled = false\n[actions]\nring = false\n").start(timeout_s=300)
+
+    async def run():
+        async with websockets.connect(f"ws://127.0.0.1:{d.port}/v1/events?token={d.token}", open_timeout=10) as ws:
+            async def next_of(*kinds):
+                while True:  # bounded: each receive waits at most 60 s
+                    event = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    if event["type"] in kinds:
+                        return event
+
+            await asyncio.to_thread(pulse_server.play_into_mic, plain)
+            first = await next_of("transcript")
+            await asyncio.to_thread(pulse_server.play_into_mic, woken)
+            second = await next_of("transcript")
+            answered = await next_of("response")
+            return first, second, answered
+
+    try:
+        first, second, answered = asyncio.run(run())
+        import httpx
+
+        rows = {r["id"]: r for r in httpx.get(d.url + "/v1/utterances", headers=d.headers).json()["utterances"]}
+    finally:
+        assert d.stop() == 0, d.log.read_text()[-3000:]
+    assert rows[first["utterance_id"]]["activation"] == "logged_only"  # no phrase: logged only
+    assert answered["utterance_id"] == second["utterance_id"] and answered["response"] == "Timer set for five minutes."
+    assert rows[second["utterance_id"]]["action"]["slots"]["duration_s"] == 300

@@ -278,6 +278,30 @@ class Engine:
             self._spotters = {key: cached}  # one bridge serves at a time: keep only the latest
         return cached
 
+    @torch.inference_mode()
+    def after_wake_phrase(self, enc: EncoderOutput, phrase: str, *, bridge: LoadedBridge | None = None
+                          ) -> str | None:
+        """When the utterance starts with ``phrase`` (scored on the CTC posteriors, engine/wake.py: the
+        recognizer need not spell the phrase), the transcript of the rest, decoded on its own ("" when
+        the phrase was all); None when it does not start with it, or nothing here can tell (no CTC)."""
+        from assistant.engine.wake import WAKE_MAX_GAP, phrase_start
+
+        bridge = bridge or self.bridge
+        words = self.encoder.ctc_ids(phrase)
+        ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits)
+        if ctc is None or not words:
+            return None
+        log_probs = torch.log_softmax(ctc.float(), -1).cpu().numpy()
+        start = phrase_start(log_probs, words, self.encoder.word_delimiter_id, int(self.encoder.blank_id))
+        if start is None or start.gap_per_frame > WAKE_MAX_GAP:
+            return None
+        rest = start.end_frame + 1
+        if enc.n_frames - rest < int(0.3 * enc.frame_rate_hz):  # the phrase alone
+            return ""
+        tail = EncoderOutput(enc.features[rest:], None if enc.ctc_logits is None else enc.ctc_logits[rest:],
+                             enc.frame_rate_hz)
+        return self.transcribe_encoded(tail, tail.n_frames / enc.frame_rate_hz, bridge=bridge)[0]
+
     def understood(self, transcript: str, *, bridge: LoadedBridge | None = None) -> bool:
         """Whether ``transcript`` reads as words: at least half of them in the bundle's vocabulary or the
         bridge's personal lexicon. Silence, a tone or noise comes out of the CTC reading as "iiiiiii" or
