@@ -163,3 +163,11 @@ def test_the_wake_phrase_is_heard_in_the_audio_though_never_spelled(engine, voic
     assert after("hey assistant") == ""
     for other in ("set a timer for five minutes", "hey what time is it", "hey siri what time is it"):
         assert after(other) is None, other
+
+
+def test_noise_is_not_taken_for_the_wake_phrase(engine):
+    """Uncertain frames match any phrase closely; the best path must be sure of itself too."""
+    import numpy as np
+
+    noise = (np.random.default_rng(0).standard_normal(32000) * 0.05).astype(np.float32)
+    assert engine.after_wake_phrase(engine.encode([noise])[0], "hey assistant") is None

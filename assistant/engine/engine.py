@@ -284,7 +284,7 @@ class Engine:
         """When the utterance starts with ``phrase`` (scored on the CTC posteriors, engine/wake.py: the
         recognizer need not spell the phrase), the transcript of the rest, decoded on its own ("" when
         the phrase was all); None when it does not start with it, or nothing here can tell (no CTC)."""
-        from assistant.engine.wake import WAKE_MAX_GAP, phrase_start
+        from assistant.engine.wake import phrase_start
 
         bridge = bridge or self.bridge
         words = self.encoder.ctc_ids(phrase)
@@ -293,7 +293,7 @@ class Engine:
             return None
         log_probs = torch.log_softmax(ctc.float(), -1).cpu().numpy()
         start = phrase_start(log_probs, words, self.encoder.word_delimiter_id, int(self.encoder.blank_id))
-        if start is None or start.gap_per_frame > WAKE_MAX_GAP:
+        if start is None or not start.heard:
             return None
         rest = start.end_frame + 1
         if enc.n_frames - rest < int(0.3 * enc.frame_rate_hz):  # the phrase alone

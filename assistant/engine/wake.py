@@ -19,12 +19,20 @@ import numpy as np
 # nats per frame. "hey assistant" + a request, 7 voices x 4 requests: 0.01-0.48 but flite slt 0.62, 0.71;
 # 7 other requests (not "hey it's a stunt", which sounds the same): 0.75 and more, but one 0.55
 WAKE_MAX_GAP = 0.65
+# Uncertain frames match anything closely (noise: gap 0.25): the best path itself must be sure. Speech,
+# all 7 voices: -0.06 to -0.23 nats per frame over the phrase; noise -0.52; a random model about -3.
+MIN_BEST_PATH = -0.4
 
 
 @dataclass(frozen=True)
 class PhraseStart:
     gap_per_frame: float  # best t: (max-path log-prob - phrase log-prob) / (t + 1)
     end_frame: int  # the last frame of the phrase (its delimiter included)
+    best_path_per_frame: float = 0.0  # the unconstrained best path's log-prob per frame over 0..end_frame
+
+    @property
+    def heard(self) -> bool:
+        return self.gap_per_frame <= WAKE_MAX_GAP and self.best_path_per_frame >= MIN_BEST_PATH
 
 
 def phrase_start(log_probs: np.ndarray, words: list[int], delimiter: int, blank: int) -> PhraseStart | None:
@@ -64,5 +72,5 @@ def _prefix(log_probs: np.ndarray, labels: list[int], blank: int, *, anywhere: b
         if np.isfinite(done) and (anywhere or t == T - 1):
             gap = float(best_path[t] - done) / (t + 1)
             if best is None or gap < best.gap_per_frame:
-                best = PhraseStart(gap, t)
+                best = PhraseStart(gap, t, float(best_path[t]) / (t + 1))
     return best
