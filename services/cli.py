@@ -143,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, **overrides)
     from services.daemon import serve
 
-    return serve(cfg)
+    return serve(cfg, announce=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def _client(args: argparse.Namespace):
@@ -177,7 +177,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     for u in page["utterances"]:
         label = f"  [label: {shown(u['label']['text'])}]" if u.get("label") else ""
-        print(f"{u['id']:>6}  {u['created_at'][:19]}  {u['status']:<10} {shown(u.get('transcript') or '')}{label}")
+        reply = f"\n{'':>8}-> {shown(u['response'])}" if u.get("response") else ""
+        print(f"{u['id']:>6}  {u['created_at'][:19]}  {u['status']:<10} {shown(u.get('transcript') or '')}{label}"
+              f"{reply}")
     print(f"({len(page['utterances'])} of {page['total']})")
     return 0
 

@@ -43,8 +43,9 @@ def ensure_token(config: Config) -> str:
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, announce=None) -> None:
         self.config = config
+        self.announce = announce or (lambda line: None)  # the CLI prints what a user must know at start
         self.data_dir = config.data_path
         self.started_at = time.time()
         self.last_activity = time.time()
@@ -131,6 +132,10 @@ class Daemon:
         sdnotify.notify("READY=1", f"STATUS=serving on {self.config.api.host}:{self.api_port}")
         log.info("ready: API on http://%s:%s, source %s, bundle %s", self.config.api.host, self.api_port,
                  self.config.source.kind, self.config.bundle_path())
+        host = "127.0.0.1" if self.config.api.host in ("0.0.0.0", "::", "") else self.config.api.host
+        self.announce(f"ready: http://{host}:{self.api_port} (API docs at /docs), the API token is in "
+                      f"{self.data_dir / 'api-token'}; listening on {self.config.source.kind}"
+                      + (f", Wyoming on port {wyoming_port}" if wyoming_port else "") + ". Ctrl-C stops.")
         await self._stop.wait()
         log.info("stopping: finishing the utterance in flight")
         sdnotify.notify("STOPPING=1")
@@ -403,5 +408,5 @@ class Daemon:
         return uid
 
 
-def serve(config: Config) -> int:
-    return asyncio.run(Daemon(config).run())
+def serve(config: Config, announce=None) -> int:
+    return asyncio.run(Daemon(config, announce).run())

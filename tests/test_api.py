@@ -54,7 +54,15 @@ def test_health_needs_no_token_but_everything_else_does(daemon):
         assert r.status_code == 401 and "token" in r.json()["error"], path
         r = httpx.get(daemon.url + path, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401, path
-    assert httpx.get(daemon.url + "/docs").status_code == 200
+    docs = httpx.get(daemon.url + "/docs")
+    assert docs.status_code == 200 and "/static/swagger-ui/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower() and "https://" not in docs.text  # works with no internet
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = httpx.get(f"{daemon.url}/static/swagger-ui/{asset}")
+        assert r.status_code == 200 and len(r.content) > 100_000, asset
+    spec = httpx.get(daemon.url + "/openapi.json").json()  # the uploads' multipart bodies are documented
+    body = spec["paths"]["/v1/turns"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["audio"]["format"] == "binary" and body["required"] == ["audio"]
     for loose in (f"Bearer    {daemon.token}", f"bearer {daemon.token}", f"Bearer\t{daemon.token}"):
         assert httpx.get(daemon.url + "/v1/status", headers={"Authorization": loose}).status_code == 401, loose
 

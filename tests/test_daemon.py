@@ -16,6 +16,7 @@ import soundfile as sf
 
 from conftest import REPO
 from daemon_proc import DaemonProcess
+from services.terminal import shown
 from pulse import pulse_server  # noqa: F401  (fixture)
 from speech import espeak_wav
 
@@ -129,6 +130,10 @@ def test_sigterm_exits_zero_and_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_pa
         assert r.returncode == 0 and "bridge random-0" in r.stdout, r.stderr
         r = cli("history")
         assert r.returncode == 0 and str(uid) in r.stdout
+        reply = httpx.get(f"{d.url}/v1/utterances/{uid}", headers=d.headers).json()["response"]
+        assert reply and f"-> {shown(reply)}" in r.stdout  # each turn's reply under its transcript
+        ready = next(line for line in d.log.read_text().splitlines() if line.startswith("ready: "))
+        assert f"http://127.0.0.1:{d.port}" in ready and str(d.data_dir / "api-token") in ready
         r = cli("correct", str(uid), "set a timer for five minutes")
         assert r.returncode == 0 and "set a timer for five minutes" in r.stdout, r.stderr
         r = cli("history", "--labelled")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant import __version__
@@ -56,8 +59,17 @@ def _status_for(exc: AssistantError) -> int:
 
 
 def create_app(daemon) -> FastAPI:
+    # /docs is served from vendored Swagger UI assets (static/swagger-ui): it works with no internet
     app = FastAPI(title="assistant", version=__version__, description="On-device personal voice assistant",
-                  docs_url="/docs", openapi_url="/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="assistant API",
+                                   swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger-ui/favicon-32x32.png")
     app.state.daemon = daemon
     from services.api.bodylimit import BodyLimit
     from services.api.guard import HostGuard

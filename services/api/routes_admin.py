@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from services.api.params import RowId, StrictBody, Text
-from services.api.uploads import read_audio_upload
+from services.api.uploads import multipart_doc, read_audio_upload
 
 router = APIRouter()
 
@@ -48,7 +48,8 @@ async def add_prompt(request: Request, body: PromptIn) -> dict:
     return await _in_session(request, lambda s: repo.prompt_to_dict(repo.add_prompt(s, text=body.text.strip())))
 
 
-@router.post("/enrollment/prompts/{prompt_id}/recording", tags=["enrollment"], status_code=201)
+@router.post("/enrollment/prompts/{prompt_id}/recording", tags=["enrollment"], status_code=201,
+             openapi_extra=multipart_doc())
 async def record_prompt(request: Request, prompt_id: RowId) -> dict:
     """Multipart ``audio``: the user reading the prompt; stored as a labelled utterance (label = prompt)."""
     from assistant.store import EnrollmentPrompt, repo

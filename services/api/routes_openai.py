@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 
 from services.api.params import StrictBody, Text
-from services.api.uploads import read_upload
+from services.api.uploads import multipart_doc, read_upload
 
 router = APIRouter(tags=["openai"])
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
@@ -37,7 +37,9 @@ def _stamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-@router.post("/audio/transcriptions")
+@router.post("/audio/transcriptions", openapi_extra=multipart_doc(
+    "file", model="any name (one recognizer serves)", language="en, or omitted", prompt="accepted, unused",
+    response_format="json | text | verbose_json | srt | vtt", temperature="accepted, unused"))
 async def transcriptions(request: Request):
     """OpenAI's ``audio.transcriptions.create``: the transcript of the uploaded file."""
     from services.api.app import ApiError

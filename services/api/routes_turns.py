@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from services.api.params import StrictBody
-from services.api.uploads import read_audio_upload
+from services.api.uploads import multipart_doc, read_audio_upload
 
 router = APIRouter(tags=["turns"])
 
 
-@router.post("/turns")
+@router.post("/turns", openapi_extra=multipart_doc())
 async def post_turn(request: Request) -> dict:
     """Multipart field ``audio`` (WAV/FLAC/OGG, any rate/channels) -> the turn: utterance id, transcript,
     response, bridge version and per-stage timings."""

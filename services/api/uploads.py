@@ -10,6 +10,16 @@ from starlette.requests import ClientDisconnect
 from assistant.audio import Audio, load_audio
 
 
+def multipart_doc(field: str = "audio", **text_fields: str) -> dict:
+    """The OpenAPI ``requestBody`` of a route that reads its multipart form itself (``read_upload``), so
+    /docs shows the file field and can send one: ``openapi_extra=multipart_doc(...)``."""
+    props = {field: {"type": "string", "format": "binary",
+                     "description": "the audio: WAV, FLAC or OGG, any sample rate and channels"},
+             **{name: {"type": "string", "description": desc} for name, desc in text_fields.items()}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": [field], "properties": props}}}}}
+
+
 class _TooLarge(Exception):
     pass
 
