@@ -134,6 +134,25 @@ def _open_source(source: str | os.PathLike | bytes | BinaryIO) -> BinaryIO:
     return io.BytesIO(source.read())
 
 
+UNKNOWN_FRAMES = 2**62  # libsndfile's frame count for a stream whose header leaves the length open
+
+
+def _read_unknown_length(snd: sf.SoundFile, limit: int) -> np.ndarray:
+    """Decode a stream of unknown length, at most ``limit`` frames (one more than allowed is enough to
+    refuse it). soundfile's ``read`` seeks after reading to keep its position, which libsndfile refuses
+    on such a stream, so libsndfile's own read is called; it returns 0 at the end."""
+    from soundfile import _ffi, _snd  # the documented C API under soundfile's wrapper
+
+    out = np.empty((limit, snd.channels), dtype=np.float32)
+    got = 0
+    while got < limit:
+        n = _snd.sf_readf_float(snd._file, _ffi.cast("float *", out[got:].ctypes.data), min(65536, limit - got))
+        if n <= 0:
+            break
+        got += int(n)
+    return out[:got]
+
+
 def load_audio(source: str | os.PathLike | bytes | BinaryIO, *,
                max_duration_s: float = 30.0, min_duration_s: float = 0.1) -> Audio:
     """Decode any file libsndfile reads (WAV, FLAC, OGG, ...) into 16 kHz mono float32."""
@@ -157,8 +176,17 @@ def load_audio(source: str | os.PathLike | bytes | BinaryIO, *,
                 raise _truncated("WAV data chunk is shorter than its header says")
             if snd.format == "OGG" and _ogg_cut(tail):
                 raise _truncated("Ogg stream ends without its last page")
-            # Refuse by the header before decoding: a 2-hour upload costs nothing.
             _check_rate(snd.samplerate)
+            if snd.frames >= UNKNOWN_FRAMES:  # a stream-written FLAC (total_samples = 0): counted by decoding
+                limit = int(max_duration_s * snd.samplerate) + 1
+                x = _read_unknown_length(snd, limit)
+                if x.shape[0] >= limit:
+                    raise AudioError(f"audio is longer than the limit of {max_duration_s:g} s (decoded up to it: "
+                                     "its header does not say its length)",
+                                     fix="send a shorter clip or raise audio.max_duration_s in the config")
+                _check_duration(x.shape[0], snd.samplerate, min_duration_s, max_duration_s)
+                return _finish(x, snd.samplerate, fmt, min_duration_s, max_duration_s)
+            # Refuse by the header before decoding: a 2-hour upload costs nothing.
             _check_duration(snd.frames, snd.samplerate, min_duration_s, max_duration_s)
             try:
                 x = snd.read(dtype="float32", always_2d=True)

@@ -179,6 +179,25 @@ def test_truncated_flac_at_a_frame_boundary() -> None:
     refused(data[:sync], "truncated")
 
 
+def _length_unknown(flac: bytes) -> bytes:
+    """A stream-written FLAC: STREAMINFO's 36-bit total_samples (after the 4-byte block header) left 0."""
+    data = bytearray(flac)
+    assert data[:4] == b"fLaC"
+    data[8 + 13] &= 0xF0
+    data[8 + 14:8 + 18] = b"\0\0\0\0"
+    return bytes(data)
+
+
+def test_a_flac_of_unknown_length_is_decoded_and_counted() -> None:
+    x = sine(16000, seconds=3.0)
+    audio = load_audio(_length_unknown(encode(x, 16000, "FLAC", "PCM_16")))
+    assert audio.samples.shape[0] == 48000 and np.allclose(audio.samples, x, atol=1e-3)
+    with pytest.raises(AudioError, match="longer than the limit of 2 s"):
+        load_audio(_length_unknown(encode(x, 16000, "FLAC", "PCM_16")), max_duration_s=2.0)
+    with pytest.raises(AudioError, match="shorter than the minimum"):
+        load_audio(_length_unknown(encode(x[:800], 16000, "FLAC", "PCM_16")))
+
+
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
 def test_truncated_ogg(keep: float) -> None:
     data = encode(sine(16000, seconds=2.0)[:, None], 16000, "OGG", "VORBIS")
