@@ -9,7 +9,7 @@
 #   - /opt/assistant/venv with the project installed (not editable) from this checkout; x86_64:
 #     the pinned CPU torch wheel; aarch64: a --system-site-packages venv that uses the JetPack torch
 #   - /etc/assistant/config.toml from deploy/config.example.toml, only if it does not exist yet
-#   - /var/lib/assistant (0700, the data dir), /etc/systemd/system/assistant.service, then
+#   - /var/lib/assistant (0750, the data dir), /etc/systemd/system/assistant.service, then
 #     systemctl daemon-reload and enable --now assistant (restart when it was running already)
 #
 # --no-start: enable the service but do not start or restart it now.
@@ -100,8 +100,8 @@ done
 
 # ---- directories -------------------------------------------------------------------------------
 if [ ! -d "$DATA_DIR" ]; then
-  install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0700 "$DATA_DIR"
-  did "created data dir $DATA_DIR ($SERVICE_USER, 0700)"
+  install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$DATA_DIR"
+  did "created data dir $DATA_DIR ($SERVICE_USER, 0750: group $SERVICE_USER may read the API token)"
 fi
 install -d -m 0755 "$PREFIX" "$CONF_DIR"
 
@@ -171,6 +171,9 @@ else
   install -m 0644 "$UNIT_SRC" "$UNIT_DST"
   did "installed $UNIT_DST"
 fi
+
+NOTES+=("to use the assistant CLI as yourself with the service: sudo usermod -aG $SERVICE_USER \$USER (then log in
+  again); it finds the service's $DATA_DIR by itself")
 
 if ! systemd_running; then
   say "systemd is not running here (a container or chroot?): skipped systemctl daemon-reload/enable/start"

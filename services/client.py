@@ -7,12 +7,15 @@ It finds the daemon through ``<data dir>/daemon.json`` (written at start) and th
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from assistant.errors import AssistantError
+
+SERVICE_DATA_DIR = Path("/var/lib/assistant")  # the system service's (systemd/assistant.service)
 
 
 class DaemonClient:
@@ -21,7 +24,20 @@ class DaemonClient:
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> "DaemonClient":
+        """The daemon whose ``daemon.json`` is in ``data_dir``; when none runs there, the system service's
+        (SERVICE_DATA_DIR), which members of its group ``assistant`` may use."""
         info_path, token_path = data_dir / "daemon.json", data_dir / "api-token"
+        if not info_path.is_file() and data_dir != SERVICE_DATA_DIR:
+            service = SERVICE_DATA_DIR / "daemon.json"
+            try:
+                if service.is_file():
+                    return cls.from_data_dir(SERVICE_DATA_DIR)
+            except PermissionError:
+                pass
+            if SERVICE_DATA_DIR.is_dir() and not os.access(SERVICE_DATA_DIR, os.R_OK | os.X_OK):
+                raise AssistantError(f"no daemon of yours runs ({info_path} is missing), and the system "
+                                     f"service's {SERVICE_DATA_DIR} is not readable by you",
+                                     fix="join its group: sudo usermod -aG assistant $USER, then log in again")
         if not info_path.is_file():
             raise AssistantError(f"no running daemon found ({info_path} is missing)",
                                  fix="start it with 'assistant serve' (or systemctl start assistant)")
@@ -30,7 +46,8 @@ class DaemonClient:
             token = token_path.read_text().strip()
         except (OSError, ValueError) as exc:
             raise AssistantError(f"cannot read the daemon's address or token in {data_dir}: {exc}",
-                                 fix="run as the daemon's user, or pass --data-dir") from exc
+                                 fix="join the daemon's group (sudo usermod -aG assistant $USER), or pass "
+                                     "--data-dir") from exc
         host = info.get("host", "127.0.0.1")
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return cls(f"http://{host}:{info['port']}", token)

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def ensure_token(config: Config) -> str:
-    """The API token: configured, else read from / generated into ``<data_dir>/api-token`` (0600)."""
+    """The API token: configured, else read from / generated into ``<data_dir>/api-token`` (0640: the
+    daemon's group may read it, which is how a user in group ``assistant`` runs the CLI against the
+    system service; the data dir itself decides who gets that far)."""
     path = config.data_path / "api-token"
     if not config.api.token and path.is_file():
         token = path.read_text(encoding="utf-8").strip()
@@ -38,8 +40,12 @@ def ensure_token(config: Config) -> str:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:  # the CLI verbs read it, configured or generated
         f.write(token + "\n")
+        os.fchmod(f.fileno(), SHARED_MODE)  # explicit: the service's UMask=0077 would keep it 0600
     os.replace(tmp, path)
     return token
+
+
+SHARED_MODE = 0o640  # api-token and daemon.json: the owner and the daemon's group (the CLI's users)
 
 
 class Daemon:
@@ -121,6 +127,7 @@ class Daemon:
         # what the CLI verbs (and tests) read to find the daemon: written once everything listens
         info = {"pid": os.getpid(), "host": self.config.api.host, "port": self.api_port}
         (self.data_dir / "daemon.json").write_text(json.dumps({**info, "wyoming_port": wyoming_port}))
+        os.chmod(self.data_dir / "daemon.json", SHARED_MODE)
         source_task = asyncio.create_task(self._source_loop(), name="source")
         watchdog = asyncio.create_task(sdnotify.watchdog_loop(), name="watchdog")
         retention = asyncio.create_task(self._retention_loop(), name="retention")

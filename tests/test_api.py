@@ -91,8 +91,10 @@ def test_a_foreign_host_or_page_is_refused_before_any_route(daemon):
     asyncio.run(open_events(f"http://localhost:{daemon.port}"))  # the assistant's own page
 
 
-def test_token_file_is_private(daemon):
-    assert (daemon.data_dir / "api-token").stat().st_mode & 0o777 == 0o600
+def test_token_file_is_for_the_owner_and_the_daemon_s_group_only(daemon):
+    """0640: members of the service's group (the CLI's users) may read it; nobody else."""
+    for name in ("api-token", "daemon.json"):
+        assert (daemon.data_dir / name).stat().st_mode & 0o777 == 0o640, name
 
 
 def test_turn_is_answered_logged_and_readable(client, daemon):

@@ -131,3 +131,26 @@ def test_models_list_shows_presets_and_noise_bundles(tiny_bundle, tmp_path):
     assert res.returncode == 0
     assert "wav2vec2-base-qwen2.5-0.5b" in res.stdout and "random weights" in res.stdout
     assert "not pulled" in res.stdout  # presets are listed even before a pull (no-bridge note: test_presets)
+
+
+def test_the_cli_finds_the_system_service_s_daemon_or_says_how_to_join_its_group(tmp_path, monkeypatch):
+    import json as _json
+
+    from assistant.errors import AssistantError
+    from services import client as client_mod
+
+    service = tmp_path / "var-lib-assistant"
+    service.mkdir()
+    (service / "daemon.json").write_text(_json.dumps({"pid": 1, "host": "0.0.0.0", "port": 8765}))
+    (service / "api-token").write_text("tok\n")
+    monkeypatch.setattr(client_mod, "SERVICE_DATA_DIR", service)
+    c = client_mod.DaemonClient.from_data_dir(tmp_path / "my-own")  # none of mine runs: the service's
+    assert (c.base_url, c.token) == ("http://127.0.0.1:8765", "tok")
+    if os.geteuid() != 0:  # root reads anything: the refusal cannot be shown as root
+        service.chmod(0o700)
+        (service / "daemon.json").chmod(0o600)
+    else:
+        monkeypatch.setattr(client_mod.os, "access", lambda *a: False)
+        (service / "daemon.json").unlink()
+    with pytest.raises(AssistantError, match="usermod -aG assistant"):
+        client_mod.DaemonClient.from_data_dir(tmp_path / "my-own")

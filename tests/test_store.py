@@ -116,6 +116,17 @@ def test_private_modes(store, data_dir):
     assert mode(data_dir / "assistant.db") == 0o600
 
 
+def test_a_data_dir_open_to_its_group_is_fine_and_one_open_to_everyone_is_warned_about(tmp_path, caplog):
+    for mode_, warned in ((0o750, False), (0o755, True)):  # 0750: the system service's (its group runs the CLI)
+        d = tmp_path / f"d{mode_:o}"
+        d.mkdir()
+        d.chmod(mode_)
+        caplog.clear()
+        open_store(d).close()
+        assert ("open to every user" in caplog.text) is warned, mode_
+        assert mode(d / "audio") == 0o700  # the recordings stay the owner's alone
+
+
 # --- utterances --------------------------------------------------------------------------------------------
 def test_utterance_lifecycle(store, data_dir):
     with store.session() as s:

@@ -225,8 +225,8 @@ def open_store(data_dir: Path | str, *, synchronous: str = "FULL", busy_timeout_
     data_dir = Path(data_dir).expanduser().resolve()
     if not data_dir.is_dir():
         ensure_private_dir(data_dir)  # created by us: 0700. An existing dir's mode is the user's choice.
-    elif data_dir.stat().st_mode & 0o077:
-        log.warning("the data dir %s is readable by other users; it holds voice recordings (chmod 700 it)",
+    elif data_dir.stat().st_mode & 0o007:  # its group may enter (the service's: the CLI reads the token)
+        log.warning("the data dir %s is open to every user; it holds voice recordings (chmod 750 it)",
                     data_dir)
     for sub in (AUDIO_DIR, ENCODED_DIR):
         ensure_private_dir(data_dir / sub, data_dir)
