@@ -51,6 +51,15 @@ class DaemonProcess:
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def wait_speaker_ready(self, timeout_s: float = 30) -> None:
+        """The daemon opens its output once the microphone runs (Speaker.warm_up): wait for it (bounded)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while not (httpx.get(self.url + "/v1/status", headers=self.headers).json()["speaker"] or {}).get("ready"):
+            assert time.monotonic() < deadline, "the speaker never got ready"
+            time.sleep(0.1)
+
     def stop(self, timeout_s: float = 30) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)

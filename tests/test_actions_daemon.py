@@ -19,6 +19,7 @@ import soundfile as sf
 from assistant.config import demo_bundle_dir
 from assistant.skills.handoff import NOT_SET_UP
 from daemon_proc import DaemonProcess
+from loopback_http import JsonServer, home_assistant_answer
 
 DEMO = demo_bundle_dir()
 pytestmark = pytest.mark.skipif(not (DEMO / "manifest.json").is_file() and not os.environ.get("CI"),
@@ -85,7 +86,7 @@ def test_a_spoken_timer_is_set_rings_survives_a_restart_and_is_listed(tmp_path):
         row = tt.get_timer(s, timer_id=pasta)
         row.due_at = row.due_at - timedelta(minutes=10, seconds=5)
 
-    ha = HomeAssistant()  # restarted with Home Assistant's conversation API (a loopback stand-in) to hand off to
+    ha = JsonServer(default=(200, home_assistant_answer("action_done", "Turned off the lights")))  # restarted with Home Assistant's conversation API (a loopback stand-in) to hand off to
     d.config.write_text(CONFIG + f'handoff = "home_assistant"\nhandoff_url = "{ha.url}"\nhandoff_token = "t0k"\n')
     d.start(timeout_s=300)
     try:
@@ -105,42 +106,8 @@ def test_a_spoken_timer_is_set_rings_survives_a_restart_and_is_listed(tmp_path):
         assert client.get("/v1/timers").json()["timers"] == []
         lights = turn(client, "turn off the kitchen lights")
         assert (lights["response"], lights["action_outcome"]["status"]) == ("Turned off the lights", "done")
-        assert ha.seen == [("Bearer t0k", {"text": "turn off the kitchen lights", "language": "en"})]
+        assert ha.seen == [("/api/conversation/process", "Bearer t0k",
+                            {"text": "turn off the kitchen lights", "language": "en"})]
     finally:
         ha.close()
         assert d.stop() == 0, d.log.read_text()[-3000:]
-
-
-class HomeAssistant:
-    """Answers POST /api/conversation/process as Home Assistant does (its documented response shape)."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        seen = self.seen = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                assert self.path == "/api/conversation/process"
-                seen.append((self.headers.get("Authorization"),
-                             json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-                data = json.dumps({"response": {"response_type": "action_done", "language": "en", "data": {},
-                                                "speech": {"plain": {"speech": "Turned off the lights"}}},
-                                   "conversation_id": "1"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self._srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._srv.server_address[1]}"
-        threading.Thread(target=self._srv.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._srv.shutdown()
-        self._srv.server_close()

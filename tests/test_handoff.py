@@ -3,14 +3,11 @@ server speaking Home Assistant's conversation API or a webhook, and the truthful
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from assistant.skills.executor import Executor
 from assistant.skills.handoff import NOT_SET_UP, handoff_action, read_reply
+from loopback_http import JsonServer, home_assistant_answer
 from services.handoff import HomeAssistantHandoff, WebhookHandoff
 
 
@@ -47,47 +44,19 @@ def test_every_in_domain_template_reply_is_read_into_its_domain():
             assert got is None, (u.domain, u.reply)
 
 
-class Recorder(BaseHTTPRequestHandler):
-    answers: list = []
-    seen: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append((self.path, self.headers.get("Authorization"), body))
-        status, answer = type(self).answers.pop(0)
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture()
 def server():
-    Recorder.answers, Recorder.seen = [], []
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", Recorder
-    srv.shutdown()
-    srv.server_close()
-
-
-def ha_answer(kind: str, speech: str) -> dict:
-    return {"response": {"response_type": kind, "language": "en", "data": {},
-                         "speech": {"plain": {"speech": speech, "extra_data": None}}}, "conversation_id": "x"}
+    srv = JsonServer()
+    yield srv.url, srv
+    srv.close()
 
 
 def test_home_assistant_does_it_and_its_words_are_said(server, tmp_path):
     url, rec = server
     from assistant.store import open_store
 
-    rec.answers = [(200, ha_answer("action_done", "Turned off the bedroom lamp")),
-                   (200, ha_answer("error", "Sorry, I am not aware of any device called garage")),
+    rec.answers = [(200, home_assistant_answer("action_done", "Turned off the bedroom lamp")),
+                   (200, home_assistant_answer("error", "Sorry, I am not aware of any device called garage")),
                    (401, {"message": "Invalid token"})]
     ha = HomeAssistantHandoff(url, "secret", 5.0)
     with open_store(tmp_path / "d") as store:

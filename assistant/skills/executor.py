@@ -177,37 +177,29 @@ class Executor:
         row.duration_s = (row.duration_s or 0.0) + duration_s
         return Outcome("done", reply, timer_id=row.id)
 
-    def _timer_cancel(self, s, now, reply, *, label, all, utterance_id) -> Outcome:
-        rows, miss = self._targets(s, label, all)
+    def _each_timer(self, s, reply, label, every, change) -> Outcome:
+        """``change(row)`` on every timer the request names (cancel, pause, resume, restart)."""
+        rows, miss = self._targets(s, label, every)
         if miss:
             return miss
         for row in rows:
-            tt.cancel_timer(s, timer_id=row.id)
+            change(row)
         return Outcome("done", reply, timer_id=rows[0].id if len(rows) == 1 else None)
 
+    def _timer_cancel(self, s, now, reply, *, label, all, utterance_id) -> Outcome:
+        return self._each_timer(s, reply, label, all, lambda row: tt.cancel_timer(s, timer_id=row.id))
+
     def _timer_pause(self, s, now, reply, *, label, all, utterance_id) -> Outcome:
-        rows, miss = self._targets(s, label, all)
-        if miss:
-            return miss
-        for row in rows:
-            tt.pause_timer(s, row=row, now=now)
-        return Outcome("done", reply)
+        return self._each_timer(s, reply, label, all, lambda row: tt.pause_timer(s, row=row, now=now))
 
     def _timer_resume(self, s, now, reply, *, label, all, utterance_id) -> Outcome:
-        rows, miss = self._targets(s, label, all)
-        if miss:
-            return miss
-        for row in rows:
-            tt.resume_timer(s, row=row, now=now)
-        return Outcome("done", reply)
+        return self._each_timer(s, reply, label, all, lambda row: tt.resume_timer(s, row=row, now=now))
 
     def _timer_restart(self, s, now, reply, *, label, all, utterance_id) -> Outcome:
-        rows, miss = self._targets(s, label, all)
-        if miss:
-            return miss
-        for row in rows:
+        def restart(row) -> None:
             row.due_at, row.state, row.remaining_s = now + timedelta(seconds=row.duration_s or 0), "pending", None
-        return Outcome("done", reply)
+
+        return self._each_timer(s, reply, label, all, restart)
 
     def _timer_status(self, s, now, reply, *, label, all, utterance_id) -> Outcome:
         rows = tt.find_active(s, kind="timer", label=label)
