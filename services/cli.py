@@ -86,7 +86,11 @@ def cmd_run_files(args: argparse.Namespace) -> int:
             print(json.dumps(row), flush=True)
         elif respond:
             t = turn.timings
+            act = turn.action
+            action = f"  action:    {act.name} {json.dumps(act.slots)} (not done here: the daemon, " \
+                     f"'assistant serve', acts)\n" if act else ""
             print(f"{shown(name)}\n  you said:  {shown(turn.transcript)}\n  assistant: {shown(turn.response)}\n"
+                  f"{action}"
                   f"  timings:   encoder {t.encoder_s:.3f} s, bridge {t.bridge_s:.3f} s, transcript "
                   f"{t.transcript_s:.3f} s, response {t.response_s:.3f} s (bridge {turn.bridge_version})", flush=True)
         else:

@@ -171,3 +171,11 @@ def test_noise_is_not_taken_for_the_wake_phrase(engine):
 
     noise = (np.random.default_rng(0).standard_normal(32000) * 0.05).astype(np.float32)
     assert engine.after_wake_phrase(engine.encode([noise])[0], "hey assistant") is None
+
+
+def test_a_turn_carries_the_action_its_request_asks_for(engine):
+    from assistant.synth.voices import synthesize
+
+    turn = engine.run(synthesize("espeak-ng:en-us", "set a timer for five minutes"), respond=True)
+    assert turn.response == "Timer set for five minutes."
+    assert turn.to_json()["action"] == {"name": "timer.start", "slots": {"duration_s": 300, "label": None}}

@@ -94,10 +94,12 @@ class Turn:
     draft_accepted: int = 0
     streamed_audio_s: float = 0.0  # audio encoded while it was spoken (Engine.run(stream=)): not after its end
     encoded: EncoderOutput | None = field(default=None, repr=False, compare=False)
+    action: Action | None = None  # what the request asks to be done (``run`` answers; only the daemon acts)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("encoded")
+        d["action"] = self.action.to_dict() if self.action else None
         d["timings"]["total_s"] = self.timings.total_s
         return d
 
@@ -376,12 +378,13 @@ class Engine:
             enc = self.encode([wave])[0]
         encoder_s = time.perf_counter() - t0
         text, result, bridge_s, transcript_s = self.transcribe_encoded(enc, duration_s, bridge=bridge, hint=hint)
-        reply, response_s = (self.respond_text(text) if self.understood(text, bridge=bridge) else (NOT_HEARD, 0.0)) \
-            if respond else (None, 0.0)
+        answer = self.respond(text) if respond and self.understood(text, bridge=bridge) else None
+        reply, response_s = (answer.reply, answer.seconds) if answer else (NOT_HEARD if respond else None, 0.0)
         return Turn(transcript=text, response=reply, bridge_version=bridge.version, audio_duration_s=duration_s,
                     timings=StageTimings(encoder_s, bridge_s, transcript_s, response_s),
                     transcript_passes=result.passes, draft_tokens=result.draft_tokens,
-                    draft_accepted=result.accepted_tokens, streamed_audio_s=streamed_s, encoded=enc)
+                    draft_accepted=result.accepted_tokens, streamed_audio_s=streamed_s, encoded=enc,
+                    action=answer.action if answer else None)
 
     def reset_history(self) -> None:
         self.history.clear()
