@@ -86,7 +86,9 @@ class EchoGate:
         at, self.barged_stream_s = self.barged_stream_s, None
         if at is None:
             return segment
-        cut = max(segment.started_at, at - self.WINDOW_S - self.MISSES * self.HOP_S - 0.15)
+        # the onset is a window and two hops before the detection, or earlier when a soft first sound
+        # ("s") still read as echo: 0.4 s more is kept, which the echo subtraction leaves silent
+        cut = max(segment.started_at, at - self.WINDOW_S - self.MISSES * self.HOP_S - 0.4)
         skip = int(round((cut - segment.started_at) * 16000))
         pcm = segment.pcm[skip * 2:]
         if self._echo is not None:  # the reply under the user's first words: its echo estimate removed
