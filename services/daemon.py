@@ -185,6 +185,12 @@ class Daemon:
         if self.speaker is not None and job.source == "mic":
             self.speaker.say(reply)
 
+    def _say_reminder(self, text: str) -> bool:
+        if self.speaker is None:
+            return False
+        self.speaker.say(text)
+        return True
+
     def _build_actions(self):
         """The ring, the timer loop and the action executor ([actions]); None when actions are off."""
         from assistant.skills.executor import Executor
@@ -194,7 +200,7 @@ class Daemon:
         if not cfg.enabled:
             return None
         self.ringer = Ringer(enabled=cfg.ring, seconds=cfg.ring_seconds, device=self.config.output.device)
-        self.timers = TimerService(self.store, self.bus.publish, self.ringer)
+        self.timers = TimerService(self.store, self.bus.publish, self.ringer, say=self._say_reminder)
         from services.handoff import build_handoff
 
         return Executor(self.store, stop_ringing=self.ringer.stop, on_change=self.timers.changed,

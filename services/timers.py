@@ -89,8 +89,9 @@ class Ringer:
 
 class TimerService:
     def __init__(self, store, publish: Callable[..., None], ringer: Ringer, *, tz: tzinfo | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, say: Callable[[str], bool] | None = None) -> None:
         self.store, self.publish, self.ringer, self.tz, self.clock = store, publish, ringer, tz, clock
+        self.say = say  # a reminder is said aloud ("Reminder: buy milk."); False/None: it rings instead
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -110,7 +111,10 @@ class TimerService:
             for event in fired:
                 log.info("%s %s fired%s", event["kind"], event["id"], " (late)" if event["late"] else "")
                 self.publish("timer_fired", **event)
-                self.ringer.ring()
+                spoken = event["kind"] == "reminder" and self.say is not None and \
+                    self.say(f"Reminder: {event['label']}.")
+                if not spoken:
+                    self.ringer.ring()
             wait = MAX_SLEEP_S if next_due is None else \
                 min(MAX_SLEEP_S, max(0.0, (next_due - self.clock()).total_seconds()))
             try:

@@ -273,7 +273,7 @@ class InferenceWorker:
 
         if self.executor is not None:
             return self.executor.execute(session, action, reply, utterance_id=uid)
-        if action.name.split(".")[0] in ("timer", "alarm", "handoff"):
+        if action.name.split(".")[0] in ("timer", "alarm", "reminder", "handoff"):
             return Outcome("refused", "I can't do that: actions are turned off on this assistant.",
                            detail="[actions] enabled = false")
         return Outcome("done", reply)  # the clock's answers need nothing executed

@@ -71,7 +71,6 @@ def test_requests_become_validated_actions_with_the_templates_replies(text, repl
     "set a timer for five minutes and three",  # a stray number: not read whole
     "set an alarm for seven tomorrow for my meeting",  # words after the time that mean something
     "set a timer for five",  # no unit
-    "remind me to call mom at five thirty",  # a reminder, not an alarm
     "turn on the kitchen lights",
 ])
 def test_what_is_not_fully_read_is_not_acted_on(text):
@@ -270,3 +269,57 @@ def test_no_output_device_is_a_warning_not_a_crash(caplog):
     ringer.ring()
     ringer.stop()
     assert "could not ring" in caplog.text and "[output] device" in caplog.text
+
+
+@pytest.mark.parametrize("text, reply, slots", [
+    ("remind me to buy milk tomorrow at five thirty", "Okay, I'll remind you to buy milk tomorrow at five thirty.",
+     {"text": "buy milk", "delay_s": None, "day": "tomorrow", "time": "05:30", "ampm_known": False}),
+    ("don't let me forget to take my medicine in twenty minutes",
+     "Okay, I'll remind you to take your medicine in twenty minutes.",
+     {"text": "take my medicine", "delay_s": 1200, "day": None, "time": None, "ampm_known": False}),
+    ("remind me tomorrow at twenty to ten to put the bins out",
+     "Okay, I'll remind you to put the bins out tomorrow at twenty to ten.",
+     {"text": "put the bins out", "delay_s": None, "day": "tomorrow", "time": "09:40", "ampm_known": False}),
+    ("set a reminder to call the dentist tonight", "Okay, I'll remind you to call the dentist tonight.",
+     {"text": "call the dentist", "delay_s": None, "day": "today", "time": "20:00", "ampm_known": True}),
+])
+def test_reminders_are_read_with_their_time(text, reply, slots):
+    assert act(text) == (reply, {"name": "reminder.set", "slots": slots})
+
+
+def test_a_reminder_for_a_place_is_not_read():
+    got = answer("remind me to feed the cat when i get home", NOW)
+    assert got is None or got.action is None
+
+
+def test_reminders_ring_at_their_time_and_are_said(store):
+    from services.timers import Ringer, TimerService
+
+    clock = Clock(NOW)  # Sunday 22:00
+    ex = Executor(store, tz=timezone.utc, clock=clock)
+    run(ex, "remind me to buy milk tomorrow at five thirty", clock)  # no a.m./p.m. on another day: 17:30
+    run(ex, "remind me to stretch in twenty minutes", clock)
+    run(ex, "remind me to call mum on friday", clock)  # a day alone: 9 a.m.
+    with store.session() as s:
+        due = {r.label: r.due_at for r in tt.find_active(s, kind="reminder")}
+    assert due == {"buy milk": datetime(2026, 12, 7, 17, 30, tzinfo=timezone.utc),
+                   "stretch": NOW + timedelta(minutes=20), "call mum": datetime(2026, 12, 11, 9, 0, tzinfo=timezone.utc)}
+    assert run(ex, "set a reminder to call the dentist this afternoon", clock).reply.startswith("That time has passed")
+    assert run(ex, "what did i ask you to remind me", clock).reply.startswith("You have three reminders: to stretch")
+    assert run(ex, "cancel my reminder to call mum", clock).reply == "Your reminder to call mum is off."
+    said, rang = [], []
+    svc = TimerService(store, publish=lambda *a, **k: None, tz=timezone.utc, clock=clock,
+                       ringer=Ringer(enabled=True, seconds=1, play=lambda stop, s: rang.append(s)),
+                       say=lambda text: said.append(text) or True)
+    clock.now = NOW + timedelta(minutes=21)
+
+    async def loop_once():
+        task = asyncio.create_task(svc.run())
+        deadline = asyncio.get_running_loop().time() + 10
+        while not said:  # bounded: the loop's first pass fires what is due
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(loop_once())
+    assert said == ["Reminder: stretch."] and rang == []  # said aloud instead of the chime

@@ -86,7 +86,7 @@ def test_the_daemon_answers_aloud_ignores_its_echo_and_stops_when_spoken_over(pu
         sf.write(path, synthesize("espeak-ng:en-us", text), 16000)
         return path
 
-    question, interruption = wav("what's today's date"), wav("set a timer for five minutes")
+    question, interruption = wav("set a timer for ten minutes"), wav("set a timer for five minutes")
     d = DaemonProcess(tmp_path / "data", demo_bundle_dir(), source="mic",
                       extra_config='[source]\ndevice = "pulse"\n[output]\ndevice = "pulse"\n'
                                    "[alignment]\nenabled = false\n[actions]\nring = false\n").start(timeout_s=300)
@@ -127,8 +127,9 @@ def test_the_daemon_answers_aloud_ignores_its_echo_and_stops_when_spoken_over(pu
             import shutil
             shutil.copytree(d.data_dir, os.environ["KEEP_DATA"], dirs_exist_ok=True)
     transcripts = [e["transcript"] for e in first if e["type"] == "transcript"]
-    assert transcripts == ["what's today's date"], first  # the reply itself was never transcribed
-    assert spoken["text"].startswith("Today is") and ended["interrupted"] is False
+    assert len(transcripts) == 1, first  # the question's; the reply itself was never transcribed
+    replies = [e["response"] for e in first if e["type"] == "response"]
+    assert replies == [spoken["text"]] and ended["interrupted"] is False  # what was answered was said
     print(f"barge-in: detected {barge_after:.3f} s after the interruption started playing (paplay start included)")
     assert stopped["interrupted"] is True and barge_after < 1.0, barge_after
     assert [e["transcript"] for e in second if e["type"] == "transcript"][-1] == "set a timer for five minutes"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
-from assistant.skills import calculator, calendar, clock, timers
+from assistant.skills import calculator, calendar, clock, reminders, timers
 from assistant.skills.actions import Action, Answer
 
 Skill = Callable[[str, datetime], "Answer | None"]
@@ -27,7 +27,8 @@ def _plain(name: str, fn: Callable[[str], "str | None"]) -> Skill:
 SKILLS: dict[str, Skill] = {"calculator": _plain("calculator", calculator.answer),
                             "calendar": _plain("calendar", calendar.answer),
                             "clock": clock.answer,
-                            "timers": lambda transcript, now: timers.answer(transcript)}
+                            "timers": lambda transcript, now: timers.answer(transcript),
+                            "reminders": lambda transcript, now: reminders.answer(transcript)}
 
 
 def answer(transcript: str, now: datetime | None = None) -> Answer | None:

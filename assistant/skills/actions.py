@@ -19,6 +19,10 @@ Schema (slots, their types and bounds; every slot is required unless it has a de
     alarm.stop     (stops a ringing timer or alarm)
     alarm.list
     time.now | date.today   (answered from the clock by the skill itself)
+    reminder.set   text: str (what to do, <= 64 letters), delay_s: int | None, day: str | None (today,
+                   tomorrow, a weekday, "next week", "weekend", or "MM-DD"), time: "HH:MM" | None,
+                   ampm_known: bool   (either delay_s, or day + time)
+    reminder.list | reminder.cancel  text: str (cancel: the reminder's text)
     handoff        domain: one of HANDOFF_DOMAINS, request: str (what the user said; skills/handoff.py)
 """
 
@@ -38,6 +42,10 @@ REPEATS = ("once", "tomorrow", "daily", "weekdays", "weekends",
 HANDOFF_DOMAINS = ("smart_home", "calls", "messages", "music", "weather", "reminders")
 _LABEL = re.compile(r"[a-z][a-z' ]{0,31}")
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_TEXT = re.compile(r"[a-z0-9][a-z0-9' ]{0,63}")
+_DAY = re.compile(r"today|tomorrow|next week|weekend|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+                  r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
+MAX_REMINDER_S = 366 * 24 * 3600
 _TARGET = {"label": (str, type(None)), "all": (bool,)}
 
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
@@ -53,6 +61,10 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "time.now": {},
     "date.today": {},
     "handoff": {"domain": (str,), "request": (str,)},
+    "reminder.set": {"text": (str,), "delay_s": (int, type(None)), "day": (str, type(None)),
+                     "time": (str, type(None)), "ampm_known": (bool,)},
+    "reminder.list": {},
+    "reminder.cancel": {"text": (str,)},
 }
 DEFAULTS: dict[str, Any] = {"all": False}
 
@@ -108,6 +120,18 @@ def _check_values(name: str, slots: dict[str, Any]) -> None:
         t = slots.get(key)
         if t is not None and not _HHMM.fullmatch(t):
             raise ActionError(f"alarm time {t!r} is not HH:MM", fix="use a 24-hour HH:MM time")
+    text = slots.get("text")
+    if text is not None and not _TEXT.fullmatch(text):
+        raise ActionError(f"reminder {text[:80]!r} is not up to 64 plain words", fix="say it shorter")
+    day = slots.get("day")
+    if day is not None and not _DAY.fullmatch(day):
+        raise ActionError(f"reminder day {day!r} is not known", fix="today, tomorrow, a weekday or MM-DD")
+    if name == "reminder.set":
+        delay = slots["delay_s"]
+        if (delay is None) == (day is None or slots["time"] is None):
+            raise ActionError("a reminder needs either a delay or a day and a time", fix="say when")
+        if delay is not None and not 1 <= delay <= MAX_REMINDER_S:
+            raise ActionError("a reminder is at most a year away", fix="say a nearer time")
     domain = slots.get("domain")
     if domain is not None and domain not in HANDOFF_DOMAINS:
         raise ActionError(f"hand-off domain {domain!r} is not known", fix=f"use one of {', '.join(HANDOFF_DOMAINS)}")

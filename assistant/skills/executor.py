@@ -23,7 +23,7 @@ from assistant.skills.words import number_words
 from assistant.store import timers as tt
 
 log = logging.getLogger(__name__)
-_READ_ONLY = ("timer.status", "alarm.list", "alarm.stop")  # nothing due moves
+_READ_ONLY = ("timer.status", "alarm.list", "alarm.stop", "reminder.list")  # nothing due moves
 _EVERY = {"daily": range(7), "weekdays": range(5), "weekends": (5, 6)}
 
 
@@ -127,7 +127,7 @@ class Executor:
 
     def changed(self, action: Action, outcome: Outcome) -> None:
         """After the commit: tell the scheduler when a timer or alarm may have moved."""
-        if outcome.status == "done" and action.name.split(".")[0] in ("timer", "alarm") \
+        if outcome.status == "done" and action.name.split(".")[0] in ("timer", "alarm", "reminder") \
                 and action.name not in _READ_ONLY:
             self.on_change()
 
@@ -212,6 +212,61 @@ class Executor:
             parts.append(f"{_timer_name(row)}{state} {duration_words(left)} left")
         said = parts[0] if len(parts) == 1 else "; ".join(parts)
         return Outcome("done", said[0].upper() + said[1:] + ".")
+
+    # --- reminders --------------------------------------------------------------------------------
+    def _reminder_due(self, now: datetime, delay_s, day, time, ampm_known) -> datetime:
+        """When a reminder rings: after its delay, or on its day at its time (local). An hour said
+        without a.m./p.m. is today's next one, and on another day the waking one (7 to 6: "at five" on
+        Friday is 5 p.m.)."""
+        if delay_s is not None:
+            return now + timedelta(seconds=delay_s)
+        local = now.astimezone(self.tz) if self.tz is not None else now.astimezone()
+        today = local.date()
+        if day == "today" and not ampm_known:  # "at five thirty": the next one
+            return next_occurrence(resolve_time(time, ampm_known, "once", now, self.tz), "once", now, self.tz)
+        if day == "today":  # "this afternoon", "at seven p m": today's, even if it has passed (then refused)
+            return local_at(today, time, self.tz)
+        if day == "tomorrow":
+            date_ = today + timedelta(days=1)
+        elif day == "next week":
+            date_ = today + timedelta(days=7 - today.weekday())  # next Monday
+        elif day == "weekend":
+            date_ = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
+        elif day in WEEKDAYS:
+            date_ = today + timedelta(days=(WEEKDAYS.index(day) - today.weekday() - 1) % 7 + 1)
+        else:  # "MM-DD": this year's, or next year's once it has passed
+            month, dom = int(day[:2]), int(day[3:])
+            date_ = date(today.year, month, min(dom, 28 if month == 2 else dom))
+            if date_ <= today:
+                date_ = date_.replace(year=today.year + 1)
+        if not ampm_known:
+            hh = int(time[:2]) % 12
+            time = f"{hh + 12 if hh < 7 else hh:02d}:{time[3:]}"  # twelve (0) is noon, one to six p.m.
+        return local_at(date_, time, self.tz)
+
+    def _reminder_set(self, s, now, reply, *, text, delay_s, day, time, ampm_known, utterance_id) -> Outcome:
+        due = self._reminder_due(now, delay_s, day, time, ampm_known)
+        if due <= now:
+            return Outcome("refused", f"That time has passed today; say another for the reminder to {text}.")
+        hhmm = None if delay_s is not None else due.astimezone(self.tz).strftime("%H:%M")
+        row = tt.add_timer(s, kind="reminder", due_at=due, label=text, time_of_day=hhmm, utterance_id=utterance_id)
+        return Outcome("done", reply, timer_id=row.id)
+
+    def _reminder_list(self, s, now, reply, **_) -> Outcome:
+        rows = tt.find_active(s, kind="reminder")
+        if not rows:
+            return Outcome("done", "You have no reminders.")
+        said = [f"to {r.label} in {duration_words((r.due_at - now).total_seconds())}" for r in rows]
+        head = "You have a reminder" if len(rows) == 1 else f"You have {_count_words(len(rows), 'reminder')}:"
+        return Outcome("done", f"{head} {'; '.join(said)}.")
+
+    def _reminder_cancel(self, s, now, reply, *, text, utterance_id) -> Outcome:
+        rows = [r for r in tt.find_active(s, kind="reminder") if r.label == text]
+        if not rows:
+            return Outcome("not_found", f"You have no reminder to {text}.")
+        for row in rows:
+            tt.cancel_timer(s, timer_id=row.id)
+        return Outcome("done", f"Your reminder to {text} is off.", timer_id=rows[0].id)
 
     # --- alarms -----------------------------------------------------------------------------------
     def _alarm_set(self, s, now, reply, *, time, ampm_known, repeat, utterance_id) -> Outcome:

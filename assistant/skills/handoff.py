@@ -32,7 +32,8 @@ NOT_SET_UP = {  # said when no handler is configured: nothing was done, and the 
     "messages": "I can't send or read messages: no messaging connection is set up.",
     "music": "I can't play music: no music player is set up.",
     "weather": "I can't get the weather: no weather service is set up.",
-    "reminders": "I can't keep reminders yet: no reminder service is set up. A timer or an alarm I can set.",
+    "reminders": "I can keep a reminder for a time, like tonight or at five thirty, but not for a place or an "
+                 "event: tell me when.",
 }
 
 

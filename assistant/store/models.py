@@ -36,7 +36,7 @@ TERMINAL_JOB_STATES = ("succeeded", "rejected", "failed", "cancelled")
 ACTIVE_JOB_STATES = ("queued", "running", "paused")
 JOB_TRIGGERS = ("idle", "api", "cli")
 PROMPT_SOURCES = ("shipped", "user")
-TIMER_KINDS = ("timer", "alarm")
+TIMER_KINDS = ("timer", "alarm", "reminder")
 TIMER_STATES = ("pending", "paused", "fired", "cancelled")
 ACTIVE_TIMER_STATES = ("pending", "paused")
 

@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("fired_at", sa.DateTime(), nullable=True),
         sa.Column("late_s", sa.Float(), nullable=True),
         sa.Column("utterance_id", sa.Integer(), nullable=True),
-        sa.CheckConstraint(_in("kind", "timer", "alarm"), name=op.f("ck_timers_kind")),
+        sa.CheckConstraint(_in("kind", "timer", "alarm", "reminder"), name=op.f("ck_timers_kind")),
         sa.CheckConstraint(_in("state", "pending", "paused", "fired", "cancelled"), name=op.f("ck_timers_state")),
         sa.ForeignKeyConstraint(["utterance_id"], ["utterances.id"], ondelete="SET NULL",
                                 name=op.f("fk_timers_utterance_id_utterances")),
