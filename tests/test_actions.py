@@ -56,6 +56,7 @@ def act(text: str):
     ("move my seven thirty alarm to eight", "Your alarm is now at eight.", "alarm.move",
      {"time": "07:30", "to": "08:00", "ampm_known": False}),
     ("snooze", "Snoozing for nine minutes.", "alarm.snooze", {"duration_s": 540}),
+    ("okay stop", "Alarms off.", "alarm.stop", {}),
     ("cancel my alarm for seven thirty", "Your alarm for seven thirty is off.", "alarm.cancel",
      {"time": "07:30", "all": False}),
     ("what time is it", "It's ten o'clock p m.", "time.now", {}),

@@ -19,6 +19,7 @@ SKILL = "timers"
 SNOOZE_S = 9 * 60  # the snooze length when none is said (the alarm-clock convention)
 _CANCEL = {"cancel": "Cancelling", "stop": "Stopping", "delete": "Deleting", "remove": "Removing",
            "clear": "Clearing", "end": "Ending"}
+_STOP = ("stop", "stop it", "stop that", "stop ringing", "be quiet", "quiet", "silence", "enough", "shut up")
 _OTHER = {"pause": "Pausing", "resume": "Resuming", "restart": "Restarting"}
 _NOT_LABEL = {"a", "an", "the", "my", "this", "that", "your", "new", "another", "all", "timer", "timers",
               "minute", "second", "hour", "set", "start", "make", "create", "put", "for", "on", "of", "to"}
@@ -73,6 +74,8 @@ def answer(transcript: str) -> Answer | None:
     if not tokens:
         return None
     try:
+        if text in _STOP:  # said while something rings
+            return Answer(SKILL, "Alarms off.", action("alarm.stop"))
         if "alarm" in tokens or "alarms" in tokens or text.startswith(("wake me", "get me up", "snooze")):
             return _alarm(text, tokens)
         if {"timer", "timers", "countdown"} & set(tokens) or tokens[0] in ("time", "count") \
