@@ -46,7 +46,8 @@ class EchoGate:
         self.barged_stream_s: float | None = None  # ... on the VAD's stream clock, in the current segment
         self.own_voice = False  # the current segment is the reply's echo
         self._stream_n = 0  # samples fed: the VAD's stream clock (both see every chunk from the start)
-        self._echo: tuple[int, float] | None = None  # (stream sample of played sample 0, scale), last seen
+        # (stream sample of played sample 0, scale, the played wave it holds for): the last echo estimate
+        self._echo: tuple[int, float, np.ndarray] | None = None
         self.warming = False
 
     def feed(self, pcm16: bytes, now: float) -> None:
@@ -65,7 +66,7 @@ class EchoGate:
         share, at, scale = self.speaker.align(window, now)
         if share >= self.speaker.echo_share and at is not None and scale > 0:
             # where the played audio sits on the stream clock: what lets a barged-into segment lose its echo
-            self._echo = (self._stream_n - len(window) - at, scale)
+            self._echo = (self._stream_n - len(window) - at, scale, self.speaker.played)
         self._misses = 0 if share >= self.speaker.echo_share else self._misses + 1
         if self._misses >= self.MISSES:
             self._misses = 0
@@ -91,10 +92,10 @@ class EchoGate:
         cut = max(segment.started_at, at - self.WINDOW_S - self.MISSES * self.HOP_S - 0.4)
         skip = int(round((cut - segment.started_at) * 16000))
         pcm = segment.pcm[skip * 2:]
-        if self._echo is not None:  # the reply under the user's first words: its echo estimate removed
+        if self._echo is not None and self._echo[2] is self.speaker.played:  # this reply's estimate only
             from assistant.echo import subtract_echo
 
-            origin, scale = self._echo
+            origin, scale, _ = self._echo
             x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
             start = int(round(cut * 16000))
             played = self.speaker.played[: self.speaker.written]  # what reached the device before the stop
