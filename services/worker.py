@@ -23,6 +23,7 @@ import numpy as np
 from assistant.errors import AssistantError
 
 log = logging.getLogger(__name__)
+WAKE_ONLY = "Yes?"  # the reply to the wake phrase said alone
 
 
 @dataclass
@@ -99,8 +100,8 @@ class Activation:
         if self.mode == "push_to_talk":
             start, end = self._window
             return start - 0.5 <= captured_at <= end, transcript  # 0.5 s: speech may start as the button is hit
-        if after_phrase is not None:
-            return True, after_phrase or transcript
+        if after_phrase is not None:  # "" when the phrase was all: the request comes next
+            return True, after_phrase
         norm = normalize(transcript)
         if self._phrase and (norm == self._phrase or norm.startswith(self._phrase + " ")):
             return True, norm[len(self._phrase):].strip() or transcript
@@ -307,18 +308,22 @@ class InferenceWorker:
                 turn = engine.run(job.samples, respond=False, stream=live, hint=hint)
             self._publish("transcript", utterance_id=uid, transcript=turn.transcript,
                           bridge_version=turn.bridge_version)
+            after = None
             if job.respond is None:
                 after = engine.after_wake_phrase(turn.encoded, self.activation.phrase) \
                     if self.activation.mode == "wake_phrase" and self.activation.phrase and turn.encoded else None
                 respond, text = self.activation.decide(turn.transcript, job.captured_at, after)
             else:
                 respond, text = job.respond, turn.transcript
-            heard = engine.understood(text) if respond else True
+            wake_only = respond and after == ""  # the wake phrase said alone
+            heard = engine.understood(text) if respond and not wake_only else True
             if not heard:  # silence, a tone, noise read as "iiiiii": no reply from the LLM, no action
                 log.info("utterance %d: %r reads as no words; not answered", uid, text)
                 respond = bool(job.respond)  # an API turn still gets an answer, and it says so
-            response = engine.respond(text) if respond and heard else None
-            reply, response_s = (response.reply, response.seconds) if response else (NOT_HEARD if respond else None, 0.0)
+            response = engine.respond(text) if respond and heard and not wake_only else None
+            # the wake phrase alone: "Yes?", and the follow-up window (after the reply) takes the request
+            unanswered = WAKE_ONLY if wake_only else NOT_HEARD if respond else None
+            reply, response_s = (response.reply, response.seconds) if response else (unanswered, 0.0)
             action = response.action if response else None
             timings = {"encoder_s": turn.timings.encoder_s, "bridge_s": turn.timings.bridge_s,
                        "transcript_s": turn.timings.transcript_s, "response_s": response_s}

@@ -184,8 +184,9 @@ def test_the_default_wake_phrase_through_the_microphone(pulse_server, tmp_path):
     from assistant.config import demo_bundle_dir
     from daemon_proc import DaemonProcess
 
-    woken, plain = tmp_path / "woken.wav", tmp_path / "plain.wav"
+    woken, plain, alone = tmp_path / "woken.wav", tmp_path / "plain.wav", tmp_path / "alone.wav"
     sf.write(woken, synthesize("espeak-ng:en-us", "hey assistant set a timer for five minutes"), 16000)
+    sf.write(alone, synthesize("espeak-ng:en-us", "hey assistant"), 16000)
     sf.write(plain, synthesize("espeak-ng:en-us", "set a timer for ten minutes"), 16000)
     d = DaemonProcess(tmp_path / "data", demo_bundle_dir(), source="mic",
                       extra_config='[source]\ndevice = "pulse"\n[output]\nspeak = false\n'
@@ -205,10 +206,12 @@ def test_the_default_wake_phrase_through_the_microphone(pulse_server, tmp_path):
             await asyncio.to_thread(pulse_server.play_into_mic, woken)
             second = await next_of("transcript")
             answered = await next_of("response")
-            return first, second, answered
+            await asyncio.to_thread(pulse_server.play_into_mic, alone)
+            yes = await next_of("response")
+            return first, second, answered, yes
 
     try:
-        first, second, answered = asyncio.run(run())
+        first, second, answered, yes = asyncio.run(run())
         import httpx
 
         rows = {r["id"]: r for r in httpx.get(d.url + "/v1/utterances", headers=d.headers).json()["utterances"]}
@@ -217,3 +220,4 @@ def test_the_default_wake_phrase_through_the_microphone(pulse_server, tmp_path):
     assert rows[first["utterance_id"]]["activation"] == "logged_only"  # no phrase: logged only
     assert answered["utterance_id"] == second["utterance_id"] and answered["response"] == "Timer set for five minutes."
     assert rows[second["utterance_id"]]["action"]["slots"]["duration_s"] == 300
+    assert yes["response"] == "Yes?"  # the phrase alone: the request may follow

@@ -106,6 +106,8 @@ def test_a_reply_opens_a_follow_up_and_a_quiet_window_answers_nothing():
     assert act.decide("and the weather", time.time())[0] is False  # ...one request, not all that follow
     act.replied()
     assert act.decide("too late", time.time() + 9)[0] is False  # nor one after the window
+    assert act.decide("hey sistont", time.time(), after_phrase="") == (True, "")  # the phrase alone: "Yes?"
+    assert act.decide("hey sistont what time", time.time(), after_phrase="what time is it") == (True, "what time is it")
     always = Activation("always", "", 5.0)
     always.quiet(10.0)  # e.g. `assistant enroll` recording a prompt from the microphone
     assert always.decide("set a timer for five minutes", time.time())[0] is False
