@@ -18,10 +18,10 @@ import soundfile as sf
 import soxr
 
 from assistant.errors import AudioError, UnreadableAudioError
+from assistant.units import TARGET_RATE_HZ  # the project's one sample rate, importable from here too
 
 log = logging.getLogger(__name__)
 
-TARGET_RATE_HZ = 16000
 MIN_RATE_HZ, MAX_RATE_HZ = 4000, 384000
 _ACCEPTED = "send a WAV, FLAC or OGG (Vorbis) file"
 _SNIFF_BYTES = 65536 + 4096  # one maximal Ogg page (65307 bytes) fits in the tail we read

@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import ModelFilesError
+from assistant.strict import from_dict
 
 MANIFEST_NAME = "manifest.json"
 VOCABULARY_NAME = "vocabulary.txt"  # optional: the words the bundle was trained on, one per line
@@ -185,17 +186,6 @@ def _resolve(root: Path, path: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ModelFilesError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise ModelFilesError(f"{where}: {exc}") from exc
-
-
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and check ``<path>/manifest.json``; component directories must exist."""
     root = Path(path).expanduser().resolve()
@@ -217,14 +207,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             f"{mpath} has format_version {data['format_version']}; this assistant reads up to {FORMAT_VERSION}",
             fix="upgrade the assistant",
         )
-    data = dict(data)
-    try:
-        data["encoder"] = _from_dict(ComponentSpec, data["encoder"], f"{mpath} encoder")
-        data["llm"] = _from_dict(ComponentSpec, data["llm"], f"{mpath} llm")
-    except KeyError as exc:
-        raise ModelFilesError(f"{mpath}: missing key {exc}") from exc
-    data["prompt"] = _from_dict(PromptFormat, data.get("prompt", {}), f"{mpath} prompt")
-    manifest = _from_dict(BundleManifest, data, str(mpath))
+    manifest = from_dict(BundleManifest, data, error=ModelFilesError, noun="manifest key", source=str(mpath))
     bundle = Bundle(root=root, manifest=manifest)
     for label, d in (("encoder", bundle.encoder_dir), ("llm", bundle.llm_dir)):
         # a component with pretrained.json names pretrained weights assembled on first use (assistant/pretrained)

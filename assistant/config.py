@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from assistant.alignment.methods import METHODS
 from assistant.errors import ConfigError
+from assistant.strict import from_dict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,11 +91,12 @@ class VadConfig:
     def __post_init__(self) -> None:
         _check(self.frame_ms in (10, 20, 30), "vad.frame_ms", "10, 20, 30")
         _check(self.aggressiveness in (0, 1, 2, 3), "vad.aggressiveness", "0, 1, 2, 3")
-        _check(self.preroll_ms >= 0 and self.hangover_ms >= self.frame_ms, "vad.hangover_ms",
-               "preroll_ms >= 0 and hangover_ms >= frame_ms")
+        _check(self.preroll_ms >= 0, "vad.preroll_ms", "an integer of milliseconds >= 0")
+        _check(self.hangover_ms >= self.frame_ms, "vad.hangover_ms", "an integer of milliseconds >= vad.frame_ms")
         _check(self.start_frames >= 1, "vad.start_frames", "an integer >= 1")
-        _check(0 < self.min_utterance_s < self.max_utterance_s, "vad.max_utterance_s",
-               "0 < vad.min_utterance_s < vad.max_utterance_s")
+        _check(self.min_utterance_s > 0, "vad.min_utterance_s", "a number of seconds > 0")
+        _check(self.max_utterance_s > self.min_utterance_s, "vad.max_utterance_s",
+               "a number of seconds > vad.min_utterance_s")
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class ApiConfig:
         _check(0 <= self.port <= 65535, "api.port", "0..65535 (0: any free port)")
         _check(self.max_upload_mb > 0, "api.max_upload_mb", "a number > 0")
         _check(self.max_json_kb > 0, "api.max_json_kb", "a number of KiB > 0")
+        _check(all(h.strip() for h in self.allowed_hosts), "api.allowed_hosts", "a list of non-empty host names")
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip() for h in self.allowed_hosts))
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,8 @@ class DaemonConfig:
         _check(self.queue_policy in ("drop_oldest", "drop_newest"), "daemon.queue_policy",
                "'drop_oldest', 'drop_newest'")
         _check(0 <= self.followup_s <= 120, "daemon.followup_s", "a number of seconds in [0, 120]")
-        _check(self.listen_window_s > 0 and self.shutdown_timeout_s > 0, "daemon.listen_window_s",
-               "listen_window_s > 0 and shutdown_timeout_s > 0")
+        _check(self.listen_window_s > 0, "daemon.listen_window_s", "a number of seconds > 0")
+        _check(self.shutdown_timeout_s > 0, "daemon.shutdown_timeout_s", "a number of seconds > 0")
 
 
 @dataclass(frozen=True)
@@ -269,19 +274,21 @@ class AlignmentConfig:
         _check(self.lexicon_bonus >= 0, "alignment.lexicon_bonus", "a number >= 0 (0: no decoding bias)")
         _check(math.isfinite(self.lexicon_spot_margin) and abs(self.lexicon_spot_margin) <= 100,
                "alignment.lexicon_spot_margin", "a number of nats between -100 and 100")
-        _check(self.adapter_dim >= 0 and self.parent_lr_scale >= 0 and self.anchor_weight >= 0,
-               "alignment.adapter_dim", "adapter_dim >= 0, parent_lr_scale >= 0, anchor_weight >= 0")
+        _check(self.adapter_dim >= 0, "alignment.adapter_dim", "an integer >= 0 (0: head only)")
+        _check(self.parent_lr_scale >= 0, "alignment.parent_lr_scale", "a number >= 0 (0: frozen)")
+        _check(self.anchor_weight >= 0, "alignment.anchor_weight", "a number >= 0")
         _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")
-        _check(self.method in ("default", "backprop", "zo", "embed", "embed+backprop", "ctc"), "alignment.method",
-               "'default', 'backprop', 'zo', 'embed', 'embed+backprop', 'ctc'")
-        _check(self.idle_s >= 0 and self.min_new_labels >= 0, "alignment.idle_s", "idle_s >= 0, min_new_labels >= 0")
+        _check(self.method in METHODS, "alignment.method", ", ".join(repr(m) for m in METHODS))
+        _check(self.idle_s >= 0, "alignment.idle_s", "a number of seconds >= 0")
+        _check(self.min_new_labels >= 0, "alignment.min_new_labels", "an integer >= 0")
         _check(_valid_window(self.window), "alignment.window", "'HH:MM-HH:MM' (24 h clock; may wrap midnight)")
         _check(0 < self.heldout_share < 1, "alignment.heldout_share", "a fraction between 0 and 1")
         _check(self.min_heldout >= 1, "alignment.min_heldout", "an integer >= 1")
-        _check(self.min_improvement >= 0 and self.generic_tolerance >= 0, "alignment.min_improvement",
-               "min_improvement >= 0 and generic_tolerance >= 0")
-        _check(self.max_steps >= 0 and self.batch_size >= 1 and self.learning_rate >= 0, "alignment.max_steps",
-               "max_steps >= 0, batch_size >= 1, learning_rate >= 0 (0: the method's default)")
+        _check(self.min_improvement >= 0, "alignment.min_improvement", "a fraction >= 0")
+        _check(self.generic_tolerance >= 0, "alignment.generic_tolerance", "a fraction >= 0")
+        _check(self.max_steps >= 0, "alignment.max_steps", "an integer >= 0 (0: the method's default)")
+        _check(self.batch_size >= 1, "alignment.batch_size", "an integer >= 1")
+        _check(self.learning_rate >= 0, "alignment.learning_rate", "a number >= 0 (0: the method's default)")
         _check(self.adapter_kernel >= 1 and self.adapter_kernel % 2 == 1, "alignment.adapter_kernel",
                "an odd number of frames >= 1 (1: the adapter sees each frame alone)")
         _check(0 <= self.adapter_dropout < 1, "alignment.adapter_dropout", "a fraction in [0, 1)")
@@ -329,38 +336,6 @@ def _check(ok: bool, key: str, allowed: str) -> None:
         raise ConfigError(f"config key {key} is invalid; allowed: {allowed}")
 
 
-# Every table of the file is a section dataclass of Config (its field's default factory).
-_SECTIONS = {f.name: f.default_factory for f in fields(Config) if f.default_factory is not MISSING}
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if key not in known:
-            raise ConfigError(f"unknown config key {full}; allowed here: {', '.join(sorted(known))}")
-        default = getattr(cls(), key) if key not in _SECTIONS else None
-        if key in _SECTIONS and not prefix:
-            if not isinstance(value, dict):
-                raise ConfigError(f"config key {full} must be a table [{full}]")
-            kwargs[key] = _build(_SECTIONS[key], value, f"{full}.")
-            continue
-        expected = type(default)
-        if key == "voice_routing" and isinstance(value, bool):  # it was a boolean before "auto" existed
-            value = "on" if value else "off"
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if expected is tuple:  # a TOML array of strings
-            if not (isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)):
-                raise ConfigError(f"config key {full} must be a list of non-empty strings, got {value!r}")
-            value = tuple(v.strip() for v in value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"config key {full} must be {expected.__name__}, got {type(value).__name__} {value!r}")
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
 def config_candidates() -> list[Path]:
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     env = os.environ.get("ASSISTANT_CONFIG")
@@ -389,7 +364,10 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return _build(Config, data, "")
+    alignment = data.get("alignment")
+    if isinstance(alignment, dict) and isinstance(alignment.get("voice_routing"), bool):  # true/false: "on"/"off"
+        data["alignment"] = {**alignment, "voice_routing": "on" if alignment["voice_routing"] else "off"}
+    return from_dict(Config, data, error=ConfigError, noun="config key")
 
 
 def with_engine(config: Config, **changes: Any) -> Config:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from assistant.bundle import BundleManifest, ComponentSpec, PromptFormat, fingerprint, save_manifest
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def ctc_processor_files(directory: Path, chars: list[str] | None = None) -> int:
     vpath = directory / "vocab.json"
     vpath.write_text(json.dumps(vocab), encoding="utf-8")
     Wav2Vec2CTCTokenizer(str(vpath), word_delimiter_token="|").save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=TARGET_RATE_HZ, padding_value=0.0, do_normalize=True,
                              return_attention_mask=False).save_pretrained(directory)
     return len(vocab)
 

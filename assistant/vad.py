@@ -22,7 +22,7 @@ The "speech duration" compared with ``min_utterance_s`` runs from the onset to t
 frame: pre-roll and tail are excluded, otherwise a 50 ms click would pass as a 0.65 s utterance.
 
 webrtcvad's votes on the first 150 ms after construction or ``reset()`` are ignored (see _WARMUP_MS).
-Times are on the stream clock: samples fed since construction or ``reset()``, divided by 16000.
+Times are on the stream clock: samples fed since construction or ``reset()``, divided by the sample rate.
 Nothing here is thread-safe; one segmenter belongs to one consumer.
 """
 
@@ -36,6 +36,7 @@ from typing import Union
 import webrtcvad
 
 from assistant.config import VadConfig
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ VadEvent = Union[SpeechStarted, SpeechEnded, SegmentDropped, SpeechPaused]
 
 
 class VadSegmenter:
-    def __init__(self, config: VadConfig, sample_rate_hz: int = 16000) -> None:
+    def __init__(self, config: VadConfig, sample_rate_hz: int = TARGET_RATE_HZ) -> None:
         if sample_rate_hz not in (8000, 16000, 32000, 48000):
             raise ValueError(f"webrtcvad supports 8000, 16000, 32000 or 48000 Hz, not {sample_rate_hz}")
         self.config = config

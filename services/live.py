@@ -22,15 +22,15 @@ import time
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from assistant.units import TARGET_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
+log = logging.getLogger(__name__)
 
 
 class LiveStream:
     def __init__(self, *, chunk_s: float, context_s: float, lookahead_s: float = 0.0) -> None:
         self.chunk_s, self.context_s, self.lookahead_s = chunk_s, context_s, lookahead_s
-        self._chunk = int((chunk_s + lookahead_s) * SAMPLE_RATE_HZ)  # audio past the encoded that completes a chunk
+        self._chunk = int((chunk_s + lookahead_s) * TARGET_RATE_HZ)  # audio past the encoded that completes a chunk
         self._lock = threading.Lock()
         self._pending: list[np.ndarray] = []
         self._added = 0  # samples added in all

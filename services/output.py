@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 
 from assistant.echo import QUIET_RMS, best_alignment
+from assistant.units import TARGET_RATE_HZ as RATE_HZ  # replies are synthesized at it (timers.py imports it here)
 
 log = logging.getLogger(__name__)
 
 BLOCK_S = 0.02
-RATE_HZ = 16000  # replies are synthesized at the project's one rate; the device resamples if it must
 # Output + input latency searched for the echo: ~0.1-0.3 s through PulseAudio, but the first streams a
 # process opens through ALSA's pulse plugin can stall ~1.6 s, microphone included (the search is an FFT
 # over this much played audio: ~3 ms per check)

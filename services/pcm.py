@@ -13,9 +13,10 @@ from collections import deque
 import numpy as np
 import soxr
 
+from assistant.units import TARGET_RATE_HZ as RATE_HZ  # services/sources.py re-exports it
+
 log = logging.getLogger(__name__)
 
-RATE_HZ = 16000
 GAP_S = 1.0  # silence pushed when an input goes away mid-stream, so the VAD closes the utterance
 
 

@@ -10,6 +10,7 @@ from collections import deque
 
 import numpy as np
 
+from assistant.units import TARGET_RATE_HZ
 from assistant.vad import SegmentDropped, SpeechEnded, SpeechPaused, SpeechStarted, VadSegmenter
 
 log = logging.getLogger(__name__)
@@ -55,14 +56,14 @@ class EchoGate:
         self._recent.append(x)
         self._recent_n += len(x)
         self._stream_n += len(x)
-        while self._recent_n - len(self._recent[0]) >= int(self.WINDOW_S * 16000):
+        while self._recent_n - len(self._recent[0]) >= int(self.WINDOW_S * TARGET_RATE_HZ):
             self._recent_n -= len(self._recent.popleft())
         self._since_check += len(x)
-        if not (self.barge_in and self.speaker.playing) or self._since_check < int(self.HOP_S * 16000):
+        if not (self.barge_in and self.speaker.playing) or self._since_check < int(self.HOP_S * TARGET_RATE_HZ):
             self._misses = 0 if not self.speaker.playing else self._misses
             return
         self._since_check = 0
-        window = np.concatenate(self._recent)[-int(self.WINDOW_S * 16000):]
+        window = np.concatenate(self._recent)[-int(self.WINDOW_S * TARGET_RATE_HZ):]
         share, at, scale = self.speaker.align(window, now)
         if share >= self.speaker.echo_share and at is not None and scale > 0:
             # where the played audio sits on the stream clock: what lets a barged-into segment lose its echo
@@ -71,7 +72,7 @@ class EchoGate:
         if self._misses >= self.MISSES:
             self._misses = 0
             self.barged_at = now
-            self.barged_stream_s = self._stream_n / 16000
+            self.barged_stream_s = self._stream_n / TARGET_RATE_HZ
             self.own_voice = False  # a segment under way is the user's from here on
             self.speaker.stop()
             self.publish("barge_in", stopped_in_s=round(time.monotonic() - now, 3))
@@ -90,14 +91,14 @@ class EchoGate:
         # the onset is a window and two hops before the detection, or earlier when a soft first sound
         # ("s") still read as echo: 0.4 s more is kept, which the echo subtraction leaves silent
         cut = max(segment.started_at, at - self.WINDOW_S - self.MISSES * self.HOP_S - 0.4)
-        skip = int(round((cut - segment.started_at) * 16000))
+        skip = int(round((cut - segment.started_at) * TARGET_RATE_HZ))
         pcm = segment.pcm[skip * 2:]
         if self._echo is not None and self._echo[2] is self.speaker.played:  # this reply's estimate only
             from assistant.echo import subtract_echo
 
             origin, scale, _ = self._echo
             x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-            start = int(round(cut * 16000))
+            start = int(round(cut * TARGET_RATE_HZ))
             played = self.speaker.played[: self.speaker.written]  # what reached the device before the stop
             x = subtract_echo(x, played, origin - start, scale)
             pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes()

@@ -25,11 +25,12 @@ from wyoming.server import AsyncEventHandler, AsyncTcpServer
 from wyoming.tts import Synthesize
 
 from assistant import __version__
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
 ATTRIBUTION = Attribution(name="assistant", url="https://github.com/")
-RATE_HZ, WIDTH, CHANNELS = 16000, 2, 1
+WIDTH, CHANNELS = 2, 1  # int16 mono at TARGET_RATE_HZ
 CHUNK_SAMPLES = 1024  # synthesized audio goes out in chunks this long
 ENGLISH = (None, "", "en", "en-us", "en_us", "en-gb", "en_gb", "english")
 
@@ -54,7 +55,7 @@ class Handler(AsyncEventHandler):
     def __init__(self, daemon, *args) -> None:
         super().__init__(*args)
         self.daemon = daemon
-        self._converter = AudioChunkConverter(rate=RATE_HZ, width=WIDTH, channels=CHANNELS)
+        self._converter = AudioChunkConverter(rate=TARGET_RATE_HZ, width=WIDTH, channels=CHANNELS)
         self._pcm: list[bytes] | None = None
         self._bytes = 0
         self._refused: str | None = None
@@ -82,7 +83,7 @@ class Handler(AsyncEventHandler):
         if self._pcm is None:
             self._pcm, self._bytes = [], 0  # audio without AudioStart: take it
         data = self._converter.convert(chunk).audio
-        limit = int(self.daemon.config.audio.max_duration_s * RATE_HZ * WIDTH)
+        limit = int(self.daemon.config.audio.max_duration_s * TARGET_RATE_HZ * WIDTH)
         if self._bytes + len(data) > limit:
             self._refused = self._refused or (f"the audio is longer than audio.max_duration_s = "
                                               f"{self.daemon.config.audio.max_duration_s} s")
@@ -121,9 +122,9 @@ class Handler(AsyncEventHandler):
             await self.write_event(Error(text=str(exc), code=type(exc).__name__).event())
             return
         pcm = (np.clip(wave, -1, 1) * 32767).astype("<i2")
-        await self.write_event(AudioStart(rate=RATE_HZ, width=WIDTH, channels=CHANNELS).event())
+        await self.write_event(AudioStart(rate=TARGET_RATE_HZ, width=WIDTH, channels=CHANNELS).event())
         for i in range(0, len(pcm), CHUNK_SAMPLES):
-            await self.write_event(AudioChunk(rate=RATE_HZ, width=WIDTH, channels=CHANNELS,
+            await self.write_event(AudioChunk(rate=TARGET_RATE_HZ, width=WIDTH, channels=CHANNELS,
                                               audio=pcm[i:i + CHUNK_SAMPLES].tobytes()).event())
         await self.write_event(AudioStop().event())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from assistant.engine.bridge import BRIDGE_KINDS, build_bridge
 from assistant.errors import BridgeMismatchError, ModelFilesError
+from assistant.strict import from_dict
 
 WEIGHTS_NAME = "bridge.safetensors"
 CONFIG_NAME = "bridge.json"
@@ -150,14 +151,57 @@ def read_bridge_config(directory: str | os.PathLike[str]) -> BridgeConfig:
     if data.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFilesError(f"{path} has format_version {data['format_version']}; this assistant reads up to "
                               f"{FORMAT_VERSION}", fix="upgrade the assistant")
-    allowed = {f.name for f in fields(BridgeConfig)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ModelFilesError(f"{path}: unknown keys {unknown}")
-    try:
-        return BridgeConfig(**data)
-    except TypeError as exc:
-        raise ModelFilesError(f"{path}: {exc}") from exc
+    return from_dict(BridgeConfig, data, error=ModelFilesError, noun="bridge config key", source=str(path))
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a bridge must fit on one side: a model's identity, width and (an encoder's) CTC blank id.
+
+    ``SpeechEncoder`` and ``CausalLM`` have the same attributes, so ``check_compatible`` takes either.
+    """
+
+    identity: str
+    dim: int
+    blank_id: int | None = None  # None: no CTC head
+
+    @property
+    def has_ctc(self) -> bool:
+        return self.blank_id is not None
+
+
+def check_compatible(config: BridgeConfig, encoder: Any, llm: Any, *, check_ids: bool = True,
+                     name: str | None = None) -> None:
+    """Raise ``BridgeMismatchError`` naming everything that differs when a bridge described by ``config``
+    cannot run between ``encoder`` and ``llm`` (a ``SpeechEncoder`` / ``CausalLM``, or ``ModelFacts``):
+    dims, model identities (unless ``check_ids`` is off), a ctc bridge's CTC head and blank id.
+
+    The one check for loading a bridge from disk (``load_bridge``) and for swapping one in
+    (``Engine.swap_bridge``); it reads only the config, so it can run before any weights are loaded.
+    """
+    enc_blank = encoder.blank_id if encoder.has_ctc else None
+    problems = []
+    dims = []
+    if config.encoder_dim != encoder.dim:
+        dims.append(f"encoder dim: bridge {config.encoder_dim}, loaded encoder {encoder.dim}")
+    if config.llm_dim != llm.dim:
+        dims.append(f"LLM dim: bridge {config.llm_dim}, loaded LLM {llm.dim}")
+    if dims:
+        problems.append(f"dims differ ({'; '.join(dims)})")
+    if check_ids and config.encoder_id != encoder.identity:
+        problems.append(f"encoder: bridge was trained for {config.encoder_id}, loaded encoder is {encoder.identity}")
+    if check_ids and config.llm_id != llm.identity:
+        problems.append(f"LLM: bridge was trained for {config.llm_id}, loaded LLM is {llm.identity}")
+    no_head = config.kind == "ctc" and enc_blank is None
+    if no_head:
+        problems.append(f"it is a ctc bridge but the loaded encoder {encoder.identity} has no CTC head")
+    elif config.kind == "ctc" and config.ctc_blank_id != enc_blank:
+        problems.append(f"CTC blank id: bridge {config.ctc_blank_id}, loaded encoder {enc_blank}")
+    if problems:
+        fix = ("use a conv bridge (engine.bridge_kind = 'conv') or an encoder with a CTC head" if no_head and
+               len(problems) == 1 else "use a bridge trained for these models, or train one")
+        raise BridgeMismatchError(f"{name or f'bridge {config.version}'} does not fit: " + "; ".join(problems),
+                                  fix=fix)
 
 
 def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: str, encoder_dim: int,
@@ -169,24 +213,8 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
     """
     directory = Path(directory)
     cfg = read_bridge_config(directory)
-    problems = []
-    if cfg.encoder_dim != encoder_dim:
-        problems.append(f"encoder dim: bridge {cfg.encoder_dim}, loaded encoder {encoder_dim}")
-    if cfg.llm_dim != llm_dim:
-        problems.append(f"LLM dim: bridge {cfg.llm_dim}, loaded LLM {llm_dim}")
-    if check_ids and cfg.encoder_id != encoder_id:
-        problems.append(f"encoder: bridge was trained for {cfg.encoder_id}, loaded encoder is {encoder_id}")
-    if check_ids and cfg.llm_id != llm_id:
-        problems.append(f"LLM: bridge was trained for {cfg.llm_id}, loaded LLM is {llm_id}")
-    if problems:
-        raise BridgeMismatchError(f"bridge {directory} ({cfg.version}) does not fit: " + "; ".join(problems),
-                                  fix="use a bridge trained for these models, or train one")
-    if cfg.kind == "ctc" and ctc_blank_id is None:
-        raise BridgeMismatchError(
-            f"bridge {directory} is a ctc bridge but the loaded encoder {encoder_id} has no CTC head",
-            fix="use a conv bridge (engine.bridge_kind = 'conv') or an encoder with a CTC head")
-    if cfg.kind == "ctc" and cfg.ctc_blank_id != ctc_blank_id:
-        raise BridgeMismatchError(f"bridge {directory}: CTC blank id {cfg.ctc_blank_id}, encoder's is {ctc_blank_id}")
+    check_compatible(cfg, ModelFacts(encoder_id, encoder_dim, ctc_blank_id), ModelFacts(llm_id, llm_dim),
+                     check_ids=check_ids, name=f"bridge {directory} ({cfg.version})")
     wpath = directory / WEIGHTS_NAME
     if not wpath.is_file():
         raise ModelFilesError(f"bridge checkpoint {directory} has no {WEIGHTS_NAME}")

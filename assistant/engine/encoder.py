@@ -17,10 +17,9 @@ import torch
 
 from assistant.bundle import POINTER_NAME
 from assistant.errors import ModelFilesError
+from assistant.units import TARGET_RATE_HZ as SAMPLE_RATE_HZ  # engine/streaming.py imports it from here
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE_HZ = 16000
 
 
 @dataclass(frozen=True)

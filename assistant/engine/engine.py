@@ -24,7 +24,7 @@ from assistant.engine.joint import joint_chooser, token_labels
 from assistant.engine.lexicon import BiasChooser, LexiconBias, request_words
 from assistant.engine.correct import Corrector
 from assistant.engine.spotting import Spotter
-from assistant.engine.checkpoint import LoadedBridge, load_bridge, read_bridge_config
+from assistant.engine.checkpoint import LoadedBridge, check_compatible, load_bridge, read_bridge_config
 from assistant.engine.decode import FIRST_PROPOSAL, MAX_PROPOSAL, DecodeResult, decode
 from assistant.engine.encoder import EncoderOutput, SpeechEncoder, pick_device
 from assistant.engine.llm import CausalLM
@@ -33,6 +33,7 @@ from assistant.errors import BridgeMismatchError, ModelFilesError
 from assistant.metrics import normalize
 from assistant.skills import Action, answer as skill_answer
 from assistant.skills.handoff import handoff_action
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 MIN_KNOWN_SHARE = 0.5  # Engine.understood: the share of a transcript's words that must be known words
@@ -162,19 +163,10 @@ class Engine:
     def swap_bridge(self, new: LoadedBridge) -> LoadedBridge:
         """Make ``new`` the bridge of the next turn; returns the previous one (kept for rollback).
 
-        The same checks as loading from disk (dims, model identities, CTC head and blank id).
+        The same check as loading from disk (``checkpoint.check_compatible``: dims, model identities, CTC
+        head and blank id); a bridge that does not fit raises ``BridgeMismatchError`` and the old one stays.
         """
-        c = new.config
-        problems = []
-        if c.encoder_dim != self.encoder.dim or c.llm_dim != self.llm.dim:
-            problems.append(f"dims {c.encoder_dim}->{c.llm_dim}, engine needs {self.encoder.dim}->{self.llm.dim}")
-        if c.encoder_id != self.encoder.identity or c.llm_id != self.llm.identity:
-            problems.append(f"trained for {c.encoder_id} + {c.llm_id}, engine runs "
-                            f"{self.encoder.identity} + {self.llm.identity}")
-        if c.kind == "ctc" and (not self.encoder.has_ctc or c.ctc_blank_id != self.encoder.blank_id):
-            problems.append("a ctc bridge needs this encoder's CTC head and blank id")
-        if problems:
-            raise BridgeMismatchError(f"bridge {new.version} cannot be swapped in: " + "; ".join(problems))
+        check_compatible(new.config, self.encoder, self.llm)
         old, self.bridge = self.bridge, new
         return old
 
@@ -368,12 +360,12 @@ class Engine:
         ``hint``: what ``draft_hint`` made of those chunks (a better draft; the same output).
         """
         bridge = self.bridge
-        duration_s = len(wave) / 16000.0
+        duration_s = len(wave) / TARGET_RATE_HZ
         t0 = time.perf_counter()
         enc = stream.finish_for(wave) if stream is not None else None
         if stream is not None and enc is None:
             log.info("streamed chunks do not match the utterance's audio: encoding it whole")
-        streamed_s = stream.reused_samples / 16000.0 if enc is not None else 0.0
+        streamed_s = stream.reused_samples / TARGET_RATE_HZ if enc is not None else 0.0
         if enc is None:
             enc = self.encode([wave])[0]
         encoder_s = time.perf_counter() - t0

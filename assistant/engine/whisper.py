@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from assistant.errors import ModelFilesError
+from assistant.units import TARGET_RATE_HZ
 
 CTC_JSON = "ctc.json"
 CTC_WEIGHTS = "ctc.safetensors"
@@ -61,7 +62,7 @@ def whisper_inputs(feature_extractor, waves) -> tuple[torch.Tensor, torch.Tensor
     """(batch, mels, T) log-mel frames, each utterance's computed alone (the STFT's edge reflects the
     utterance's own end, not a neighbour's padding) and zero-padded, and the (batch, T) mask of real
     frames: what ``whisper_frames`` needs to give a batch exactly what each utterance gives alone."""
-    mels = [feature_extractor([w], sampling_rate=16000, return_tensors="pt", padding=True).input_features[0]
+    mels = [feature_extractor([w], sampling_rate=TARGET_RATE_HZ, return_tensors="pt", padding=True).input_features[0]
             for w in waves]
     n = max(m.shape[1] for m in mels)
     x = torch.zeros(len(mels), mels[0].shape[0], n)

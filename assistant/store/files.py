@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable
 
 from assistant.errors import DiskFullError, RefusedError, StoreError
+from assistant.units import TARGET_RATE_HZ
 
 if TYPE_CHECKING:
     from assistant.engine.encoder import EncoderOutput
@@ -187,7 +188,8 @@ def remove_files(data_dir: Path, rels: Iterable[str | None]) -> int:
 
 
 # --- audio -------------------------------------------------------------------------------------------------
-def write_audio(data_dir: Path, utterance_id: int, samples: Any, *, sample_rate_hz: int = 16000) -> tuple[str, str]:
+def write_audio(data_dir: Path, utterance_id: int, samples: Any, *,
+                sample_rate_hz: int = TARGET_RATE_HZ) -> tuple[str, str]:
     """Store float32 mono samples (or an ``assistant.audio.Audio``) as 16-bit PCM WAV.
 
     Returns (path relative to the data dir, sha256 hex of the WAV file's bytes).

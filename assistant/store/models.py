@@ -14,6 +14,8 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
                         String, Text, TypeDecorator)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from assistant.units import TARGET_RATE_HZ
+
 # Named constraints: SQLite cannot ALTER constraints, so later migrations rebuild tables in Alembic's
 # batch mode, which needs every constraint to have a stable name to drop or keep it.
 NAMING_CONVENTION = {
@@ -97,7 +99,7 @@ class Utterance(Base):
     audio_path: Mapped[str] = mapped_column(String(255))  # relative to the data dir
     audio_sha256: Mapped[str] = mapped_column(String(64))
     duration_s: Mapped[float] = mapped_column(Float)
-    sample_rate_hz: Mapped[int] = mapped_column(Integer, default=16000)
+    sample_rate_hz: Mapped[int] = mapped_column(Integer, default=TARGET_RATE_HZ)
     status: Mapped[str] = mapped_column(String(16), default="captured")
     activation: Mapped[str | None] = mapped_column(String(16))
     transcript: Mapped[str | None] = mapped_column(Text)
@@ -159,6 +161,7 @@ class AlignmentJob(Base):
     state: Mapped[str] = mapped_column(String(16), default="queued")
     method: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(16))
+    phase: Mapped[str | None] = mapped_column(String(16))  # "training" | "gating": what progress measures
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)

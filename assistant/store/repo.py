@@ -25,6 +25,7 @@ from assistant.store.jobs import (add_bridge_version, bridge_version_to_dict, cr
                                   request_cancel, running_or_paused_job, set_active_bridge, update_job)
 from assistant.store.models import (ACTIVATIONS, FIXED_SOURCES, LABEL_SOURCES, PENDING_STATUSES, EnrollmentPrompt,
                                     Utterance, utcnow)
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _check_source(source: str) -> None:
 
 # --- utterances -----------------------------------------------------------------------------------------------
 def add_utterance(session: Session, *, source: str, audio_path: str, audio_sha256: str, duration_s: float,
-                  sample_rate_hz: int = 16000, speech_started_at: datetime | None = None,
+                  sample_rate_hz: int = TARGET_RATE_HZ, speech_started_at: datetime | None = None,
                   speech_ended_at: datetime | None = None, prompt_id: int | None = None,
                   label_text: str | None = None, label_source: str | None = None) -> Utterance:
     """A captured utterance whose audio file is already written (status "captured")."""
@@ -119,10 +120,10 @@ def adopt_orphan_audio(session: Session, *, data_dir: Path) -> list[int]:
     return adopted
 
 
-def record_utterance(session: Session, *, data_dir: Path, samples: Any, source: str, sample_rate_hz: int = 16000,
-                     speech_started_at: datetime | None = None, speech_ended_at: datetime | None = None,
-                     prompt_id: int | None = None, label_text: str | None = None,
-                     label_source: str | None = None) -> Utterance:
+def record_utterance(session: Session, *, data_dir: Path, samples: Any, source: str,
+                     sample_rate_hz: int = TARGET_RATE_HZ, speech_started_at: datetime | None = None,
+                     speech_ended_at: datetime | None = None, prompt_id: int | None = None,
+                     label_text: str | None = None, label_source: str | None = None) -> Utterance:
     """Row + ``audio/<id>.wav`` in one go: the id names the file, so the row is flushed first, then the
     WAV is written and fsynced; the commit of the caller's session makes both visible. A rollback removes
     the file again."""

@@ -23,13 +23,13 @@ import soundfile as sf
 import soxr
 
 from assistant.synth.voice_spec import SynthError, VoiceSpec, parse
+from assistant.units import TARGET_RATE_HZ as RATE_HZ  # synth/corpus.py imports it from here
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SynthError", "VoiceSpec", "parse", "check_engine", "check_voice", "engine_voices",
            "synthesize", "RATE_HZ"]
 
-RATE_HZ = 16000
 _TIMEOUT_S = 60
 _BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave", "sox": "sox"}
 _INSTALL = {

@@ -94,6 +94,7 @@ async def speech(request: Request, body: SpeechBody):
     import soxr
 
     from assistant.synth.voices import synthesize
+    from assistant.units import TARGET_RATE_HZ
     from services.api.app import ApiError
 
     if body.response_format not in SPEECH_FORMATS:
@@ -102,11 +103,11 @@ async def speech(request: Request, body: SpeechBody):
     voice = request.app.state.daemon.config.output.voice if body.voice in OPENAI_VOICES else _plain_voice(body.voice)
     wave = await asyncio.to_thread(synthesize, voice, body.input)
     if body.response_format == "pcm":  # OpenAI's pcm: 24 kHz, 16-bit little-endian, mono
-        pcm = soxr.resample(wave, 16000, 24000)
+        pcm = soxr.resample(wave, TARGET_RATE_HZ, 24000)
         data = (np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes()
     else:
         buf = io.BytesIO()
-        sf.write(buf, wave, 16000, format=body.response_format.upper(), subtype="PCM_16")
+        sf.write(buf, wave, TARGET_RATE_HZ, format=body.response_format.upper(), subtype="PCM_16")
         data = buf.getvalue()
     return Response(data, media_type=SPEECH_FORMATS[body.response_format])
 

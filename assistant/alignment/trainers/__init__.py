@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from assistant.alignment.methods import METHODS
 from assistant.alignment.trainers.backprop import BackpropRecipe
 from assistant.alignment.trainers.base import LabelledExample, Progress, Recipe, TrainSettings
 from assistant.alignment.trainers.combo import SequentialRecipe
@@ -26,7 +27,6 @@ from assistant.alignment.trainers.ctc import CtcRecipe
 from assistant.alignment.trainers.embed import EmbedRecipe
 from assistant.alignment.trainers.zo import ZeroOrderRecipe
 
-METHODS = ("default", "backprop", "zo", "embed", "embed+backprop", "ctc")
 DEFAULT_METHOD = "ctc"  # with the [alignment] defaults: bench/personalize.py "ctc+spot" (and "+voice")
 FALLBACK_METHOD = "backprop"  # "default" on a bridge that cannot own a personal head
 # (max_steps, learning_rate) a method takes when [alignment] leaves them at 0. A ctc step is a fraction of
