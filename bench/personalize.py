@@ -88,8 +88,9 @@ def _bundle_set(engine, name: str) -> list:
 
 
 # The shipped adapter (alignment.adapter_kernel / adapter_dropout): 9 frames of context, dropout 0.3.
-# Rows in bench/RESULTS.md before 2026-11-29 evening used a per-frame adapter without dropout: those are
-# the "-frame" methods now (ctc-frame was "ctc", head-frame was "head").
+# The "-frame" methods use a per-frame adapter without dropout. bench/RESULTS.md rows named "ctc" or "head"
+# that come before its section "Personalization: a context adapter, word spotting, ..." used that per-frame
+# adapter: they are ctc-frame and head-frame rows.
 SHIPPED_ADAPTER = {"adapter_kernel": 9, "adapter_dropout": 0.3}
 CTC_STEPS = {"steps": 600, "lr": 3e-3}  # alignment.trainers.STEP_DEFAULTS["ctc"]
 
@@ -98,7 +99,7 @@ METHODS: dict[str, Method | None] = {
     "backprop": trainer("backprop"),
     "backprop+replay": trainer("backprop", anchor=1e-2, replay_share=0.25),
     "backprop-gentle": trainer("backprop", steps=100, lr=2e-4, anchor=1e-2, replay_share=0.25),
-    # head: backprop + personal head with the shipped adapter (the default method before session 5)
+    # head: backprop through the LLM + personal head with the shipped adapter, the backprop counterpart of ctc
     "head": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1,
                     **SHIPPED_ADAPTER),
     "head-frame": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True, parent_lr_scale=0.1),

@@ -1,4 +1,4 @@
-"""Experiment (session 4): a personalized bridge used only for the enrolled voice.
+"""Experiment: a personalized bridge used only for the enrolled voice.
 
     python -m bench.voice_routing --user SPEC
 
