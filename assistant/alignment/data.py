@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -40,6 +41,20 @@ def split_of(utterance_id: int, heldout_share: float) -> str:
     digest = hashlib.sha256(str(int(utterance_id)).encode("ascii")).digest()
     fraction = int.from_bytes(digest[:8], "big") / float(1 << 64)  # uniform in [0, 1)
     return HELDOUT if fraction < heldout_share else TRAIN
+
+
+def labels_needed(config: Any) -> int:
+    """About how many labelled utterances a personalization job needs: the least count at which the
+    expected held-out share (``heldout_share`` of them, ``split_of``) reaches ``min_heldout`` (fewer and
+    the gate rejects the job) and at least 2 are expected to be left for training.
+
+    ``config``: the ``AlignmentConfig`` or a whole ``Config``. "About": the split goes by a hash of each
+    utterance id, so the real held-out count scatters around the expected one.
+    """
+    a = getattr(config, "alignment", config)
+    share, min_heldout = float(a.heldout_share), int(a.min_heldout)
+    eps = 1e-9  # 10 / 0.2 must give 50, not 51, whatever the float rounding
+    return max(math.ceil(min_heldout / share - eps), math.ceil(2 / (1 - share) - eps), min_heldout + 2)
 
 
 @dataclass(frozen=True)

@@ -80,10 +80,16 @@ def write_version(bridge: LoadedBridge, data_dir: Path | str, version: str, *, p
                            fix="write the new bridge under a new version (next_version)")
     tmp = root / f"{TMP_PREFIX}{version}-{secrets.token_hex(4)}"
     before = bridge.config  # save_bridge rewrites it; a failed write must not leave a phantom version name
+    training = {**training, "data_summary": dict(data_summary)}
+    routing: dict[str, Any] = {}
+    if getattr(bridge.module, "voice_routing", False):
+        # the weights hold the voice centroids: a JSON saying otherwise would not even load them back
+        routing = {"voice_routing": True}
+        training["voice_routing"] = True
     try:
         tmp.mkdir(mode=0o700)
         save_bridge(bridge, tmp, version=version, parent_version=parent_version, metrics=dict(metrics),
-                    training={**training, "data_summary": dict(data_summary)})
+                    training=training, **routing)
         files.fsync_dir(tmp)  # the directory entries of both files, before the rename publishes them
         if final.exists():  # another writer got there while we wrote
             raise RefusedError(f"bridge version {version} already exists at {final}; versions are immutable")
@@ -220,10 +226,13 @@ def _side(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 
 def diff_versions(a: Path | str, b: Path | str) -> dict[str, Any]:
-    """How far ``b`` moved from ``a``: relative L2 change per tensor and overall, plus both metrics.
+    """How far ``b`` moved from ``a``: relative L2 change per tensor and overall, plus both sides' JSON.
 
     Relative change = ||b - a|| / ||a|| (a zero tensor in ``a`` gives ||b||). Tensors only on one side or
-    with different shapes (a different architecture) are listed, not compared.
+    with different shapes (a different architecture, e.g. a personal head and adapter grown on a base
+    bridge) are listed, not compared; ``sizes`` gives every tensor's element count (``b``'s where both
+    have it) and ``compared`` how many tensors the overall change covers. Either side may be any bridge
+    directory: a version under ``bridges/`` or a bundle's base bridge.
     """
     info_a, ta = _side(Path(a))
     info_b, tb = _side(Path(b))
@@ -239,9 +248,10 @@ def diff_versions(a: Path | str, b: Path | str) -> dict[str, Any]:
         per[name] = d / n if n > 0 else d
         diff_sq, base_sq = diff_sq + d * d, base_sq + n * n
     total = (diff_sq ** 0.5) / (base_sq ** 0.5) if base_sq > 0 else diff_sq ** 0.5
-    return {"a": info_a, "b": info_b, "tensors": per, "total_relative_change": total,
+    sizes = {name: int(t.numel()) for name, t in {**ta, **tb}.items()}
+    return {"a": info_a, "b": info_b, "tensors": per, "total_relative_change": total, "compared": len(per),
             "only_in_a": sorted(set(ta) - set(tb)), "only_in_b": sorted(set(tb) - set(ta)),
-            "shape_changed": shape_changed}
+            "shape_changed": shape_changed, "sizes": sizes}
 
 
 __all__ = ["BRIDGES_DIR", "adopt_orphan_versions", "bridges_dir", "clean_partial", "diff_versions", "next_version",

@@ -156,6 +156,21 @@ def lm_training_text(seed: int = 0) -> list[tuple[str, str]]:
     return [(u.text, u.reply) for u in base_sentences(seed)["train"]]
 
 
+# The daemon's own enrollment prompts: enough for a first personalization job (it needs about 50 labels
+# with the default [alignment] heldout_share and min_heldout: alignment.data.labels_needed), with room for
+# a stricter gate or a few skipped ones.
+SHIPPED_PROMPTS = 100
+
+
+def shipped_prompts(n: int = SHIPPED_PROMPTS) -> list[str]:
+    """The texts of the prompts a daemon offers for enrollment: generic requests (base DEV split, seed 0),
+    in a fixed order, so a longer list only adds to the end of a shorter one (stored prompt ids stay)."""
+    dev = base_sentences(0)["dev"]
+    if n > len(dev):
+        raise ValueError(f"asked for {n} shipped prompts; at most {len(dev)} are available")
+    return [u.text for u in dev[:n]]
+
+
 def enrollment_prompts(n: int, seed: int = 0) -> list[Utterance]:
     """Sentences for a user to read aloud: base requests and ones naming their contacts/places.
 

@@ -31,10 +31,24 @@ def _err(status: int, msg: str):
 # --- enrollment ---------------------------------------------------------------------------------------
 @router.get("/enrollment/prompts", tags=["enrollment"])
 async def list_prompts(request: Request) -> dict:
+    """The prompts (shipped ones first, then the user's), how many utterances are labelled (``labelled``:
+    enrollment recordings, corrections and confirmations) and about how many a personalization job needs
+    (``labels_needed``: its gate needs ``alignment.min_heldout`` of them held out)."""
+    from assistant.alignment.data import labels_needed
     from assistant.store import repo
+    from assistant.synth.text import shipped_prompts
 
-    return await _in_session(request, lambda s: {"prompts": [repo.prompt_to_dict(p) for p in repo.list_prompts(s)]},
-                             write=False)
+    shipped = shipped_prompts()
+
+    def read(s):
+        return [repo.prompt_to_dict(p) for p in repo.list_prompts(s)], repo.count_labels_since(s)
+
+    prompts, labelled = await _in_session(request, read, write=False)
+    if not set(shipped) <= {p["text"] for p in prompts}:  # a store seeded with fewer prompts than ship now
+        await _in_session(request, lambda s: repo.ensure_shipped_prompts(s, texts=shipped))
+        prompts, labelled = await _in_session(request, read, write=False)
+    return {"prompts": prompts, "labelled": labelled,
+            "labels_needed": labels_needed(request.app.state.daemon.config.alignment)}
 
 
 class PromptIn(StrictBody):

@@ -172,7 +172,10 @@ def routed_by_voice(bridge: LoadedBridge, user: Sequence[torch.Tensor], generic:
     q = torch.tensor([0.95, 0.05])
     threshold = 0.5 * (float(torch.quantile(ratios(user), q[0])) + float(torch.quantile(ratios(generic), q[1])))
     m.set_voice(m.voice_user, m.voice_generic, threshold)
-    return LoadedBridge(module=m, config=dataclasses.replace(bridge.config, voice_routing=True))
+    # the training record copies the trainer's settings, whose voice_routing is False when the gate (not
+    # the trainer) routes: the written JSON must not say "voice_routing": false anywhere for a routed bridge
+    training = {**bridge.config.training, "voice_routing": True}
+    return LoadedBridge(module=m, config=dataclasses.replace(bridge.config, voice_routing=True, training=training))
 
 
 def finished_bridge(candidate: LoadedBridge, module: torch.nn.Module, training: dict[str, Any]) -> LoadedBridge:
