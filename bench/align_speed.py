@@ -134,7 +134,7 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
 
     from assistant.alignment.trainers import make_recipe, recipe_options, resolve_method, settings_for
     from assistant.config import AlignmentConfig
-    from bench.personalize import _replay_set
+    from assistant.alignment.personalize import bundle_set
 
     c = AlignmentConfig(**memory)  # micro_batch_size / gradient_checkpointing from the command line
     encoded = engine.encoder.encode_many(waves)  # what the daemon cached at inference time: not timed
@@ -145,7 +145,7 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
         text: str
 
     train = [Ex(e, t) for e, t in zip(encoded, texts)]
-    replay = [Ex(r.encoded, r.text) for r in _replay_set(engine)] if c.replay_share > 0 else []
+    replay = [Ex(r.encoded, r.text) for r in bundle_set(engine, "replay")] if c.replay_share > 0 else []
     method = resolve_method(c.method, bridge_kind=engine.bridge.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
                             personal_head=c.personal_head)
     settings = settings_for(c, method, seed=seed, replay=replay)

@@ -90,45 +90,32 @@ def demo_job(engine, waves: list[tuple[np.ndarray, str]], steps: int = 20) -> di
     ``backprop`` and ``ctc`` (the default) with the ``[alignment]`` defaults but ``steps`` steps, the
     gate's WER of each candidate on CPU-cached features, and for ``ctc`` the rest of the daemon's path:
     the personal lexicon with word spotting, the voice-routed twin and ``gate.choose`` between them."""
-    from assistant.alignment.gate import choose, wer_of
-    from assistant.alignment.lexicon import personal_lexicon, with_lexicon
-    from assistant.alignment.trainers import make_recipe, settings_for
+    from assistant.alignment.data import Example, LabelledSet
+    from assistant.alignment.gate import wer_of
+    from assistant.alignment.personalize import bundle_set, personalize
     from assistant.config import AlignmentConfig
-    from services.scheduler import _generic_set, _replay_set, _voice_routed
 
-    class Ex:
-        def __init__(self, e, t):
-            self.encoded, self.text, self.duration_s = e, t, e.n_frames / e.frame_rate_hz
-
-    regression, replay = _generic_set(engine), _replay_set(engine)
+    regression, replay = bundle_set(engine, "regression"), bundle_set(engine, "replay")
     encoded = engine.encoder.encode_many([w for w, _ in waves])
     cpu = [type(e)(features=e.features.cpu(), ctc_logits=e.ctc_logits.cpu(), frame_rate_hz=e.frame_rate_hz)
            for e in encoded]  # the store's cache is read back on the CPU
-    train = [Ex(e, t) for e, (_, t) in zip(cpu, waves)]
+    train = [Example(i, t, e, e.n_frames / e.frame_rate_hz) for i, (e, (_, t)) in enumerate(zip(cpu, waves))]
+    # the gate scores the training utterances here: this checks the path on the GPU, not the quality
+    data = LabelledSet(train=train, heldout=train, cached=len(train), reencoded=0)
     out = {"regression": len(regression), "replay": len(replay),
            "base_generic_wer": round(wer_of(engine, engine.bridge, regression).rate, 4)}
-    cfg = AlignmentConfig(max_steps=steps, batch_size=8)
+    cfg = AlignmentConfig(max_steps=steps, batch_size=8, min_heldout=2)
     for method in ("backprop", "ctc"):
-        recipe = make_recipe(method)
         t0 = time.perf_counter()
-        recipe.setup(engine, engine.bridge, train,
-                     settings_for(cfg, method, seed=0, replay=[Ex(r.encoded, r.text) for r in replay]))
-        recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
+        res = personalize(engine, data, cfg, method=method, seed=0, generic=regression, replay=replay,
+                          gated=method == "ctc")
         _sync()
-        cand = recipe.result()
-        recipe.cleanup()
-        out[method] = {"train_s": round(time.perf_counter() - t0, 3),
+        cand = res.variants[0]
+        out[method] = {"train_s": round(res.train_s, 3), "total_s": round(time.perf_counter() - t0, 3),
                        "generic_wer": round(wer_of(engine, cand, regression).rate, 4),
                        "user_wer": round(wer_of(engine, cand, train).rate, 4)}
-    words = personal_lexicon([t for _, t in waves], [r.text for r in [*regression, *replay]],
-                             vocabulary=engine.vocabulary)
-    spotted = with_lexicon(cand, words or ("barnaby",), 0.0, spotting=True, spot_margin=cfg.lexicon_spot_margin)
-    cands = [spotted, *_voice_routed(spotted, train, replay)]
-    t0 = time.perf_counter()
-    idx, res = choose(engine, active=engine.bridge, candidates=cands, heldout=train, generic=regression,
-                      config=AlignmentConfig(min_heldout=2))
-    out["ctc_gate"] = {"candidates": len(cands), "kept": idx, "accepted": res.accepted, "reason": res.reason,
-                       "seconds": round(time.perf_counter() - t0, 2)}
+    out["ctc_gate"] = {"candidates": len(res.variants), "kept": res.variants.index(res.candidate),
+                       "accepted": res.accepted, "reason": res.reason, "seconds": round(res.gate_s, 2)}
     return out
 
 

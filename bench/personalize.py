@@ -38,53 +38,27 @@ Method = Callable[..., object]
 def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3, anchor: float = 0.0,
             replay_share: float = 0.0, personal_head: bool = False, parent_lr_scale: float = 1.0,
             lexicon_bonus: float = 0.0, voice_routing: bool = False, adapter_kernel: int = 1,
-            adapter_dropout: float = 0.0, spotting: bool = False, **options) -> Method:
-    """A personalization method from the alignment trainers (assistant/alignment/trainers)."""
+            adapter_dropout: float = 0.0, spotting: bool = False) -> Method:
+    """A personalization method: the daemon's job function (``assistant.alignment.personalize``) with
+    these ``[alignment]`` settings, all adaptation utterances trained on, not gated (the benchmark
+    scores every candidate on its own test set)."""
     def run(engine, adapt, seed):
-        from dataclasses import dataclass
+        from assistant.alignment.data import Example, LabelledSet
+        from assistant.alignment.personalize import bundle_set, personalize
+        from assistant.config import AlignmentConfig
 
-        from assistant.alignment.trainers import TrainSettings, make_recipe
-
-        @dataclass(frozen=True)
-        class Ex:
-            encoded: object
-            text: str
-
-        replay = [Ex(r.encoded, r.text) for r in _replay_set(engine)] if replay_share else []
-        recipe = make_recipe(method, **options)
-        recipe.setup(engine, engine.bridge, [Ex(e, t) for e, t in adapt],
-                     TrainSettings(max_steps=steps, batch_size=batch, learning_rate=lr, seed=seed,
-                                   anchor_weight=anchor, replay=replay, replay_share=replay_share if replay else 0.0,
-                                   personal_head=personal_head, parent_lr_scale=parent_lr_scale,
-                                   voice_routing=voice_routing, adapter_kernel=adapter_kernel,
-                                   adapter_dropout=adapter_dropout))
-        recipe.train(should_pause=lambda: False, on_progress=lambda p: None)
-        result = recipe.result()
-        recipe.cleanup()
-        if lexicon_bonus or spotting:  # as the daemon's job does: the adaptation labels' own words
-            from assistant.alignment.lexicon import personal_lexicon, with_lexicon
-            from assistant.config import AlignmentConfig
-
-            generic = [r.text for d in ("replay", "regression") for r in _bundle_set(engine, d)]
-            words = personal_lexicon([t for _, t in adapt], generic, vocabulary=engine.vocabulary)
-            result = with_lexicon(result, words, lexicon_bonus, spotting=spotting,
-                                  spot_margin=AlignmentConfig().lexicon_spot_margin)
-        return result
+        cfg = AlignmentConfig(method=method, max_steps=steps, batch_size=batch, learning_rate=lr,
+                              anchor_weight=anchor, replay_share=replay_share, personal_head=personal_head,
+                              parent_lr_scale=parent_lr_scale, lexicon_bonus=lexicon_bonus,
+                              lexicon_spotting=spotting, voice_routing="on" if voice_routing else "off",
+                              adapter_kernel=adapter_kernel, adapter_dropout=adapter_dropout,
+                              gradient_checkpointing=False)
+        train = [Example(i, t, e, e.n_frames / e.frame_rate_hz) for i, (e, t) in enumerate(adapt)]
+        data = LabelledSet(train=train, heldout=[], cached=len(train), reencoded=0)
+        return personalize(engine, data, cfg, method=method, seed=seed, gated=False, generic=[],
+                           replay=bundle_set(engine, "replay") if replay_share else []).candidate
 
     return run
-
-
-def _replay_set(engine) -> list:
-    """Generic utterances shipped with the bundle for replay (never the gate's regression set)."""
-    return _bundle_set(engine, "replay")
-
-
-def _bundle_set(engine, name: str) -> list:
-    from assistant.alignment.regression import load_regression_set
-
-    d = engine.bundle.root / name if engine.bundle else None
-    return load_regression_set(d, encoder_id=engine.encoder.identity,
-                               ctc_head=engine.encoder.ctc_head) if d and d.is_dir() else []
 
 
 # The shipped adapter (alignment.adapter_kernel / adapter_dropout): 9 frames of context, dropout 0.3.

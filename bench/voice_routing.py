@@ -22,6 +22,7 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
+    from assistant.alignment.personalize import bundle_set
     from assistant.audio import load_audio
     from assistant.config import demo_bundle_dir
     from assistant.engine.engine import Engine
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--user", required=True)
     args = ap.parse_args(argv)
     engine = Engine.from_bundle(demo_bundle_dir(), device="cpu")
-    generic, replay = P._bundle_set(engine, "regression"), P._bundle_set(engine, "replay")
+    generic, replay = bundle_set(engine, "regression"), bundle_set(engine, "replay")
     adapt_rows, test_rows = P.user_corpus(args.user, 100, 300, 0)
 
     def enc(rows):

@@ -20,6 +20,7 @@ import numpy as np
 from assistant.config import Config
 from services import sdnotify
 from services.events import EventBus
+from services.startup import prepare_store, retention_loop
 from services.token import SHARED_MODE, ensure_token
 from services.worker import Activation, InferenceWorker, UtteranceJob
 
@@ -95,7 +96,7 @@ class Daemon:
         await asyncio.to_thread(self.worker.ready.wait)
         if self.worker.load_error is not None:
             raise self.worker.load_error
-        await asyncio.to_thread(self._prepare_store)
+        await asyncio.to_thread(prepare_store, self.store, self.data_dir, self.worker.engine)
         from services.bridges import restore_active
 
         await restore_active(self)
@@ -108,10 +109,8 @@ class Daemon:
         os.chmod(self.data_dir / "daemon.json", SHARED_MODE)
         source_task = asyncio.create_task(self._source_loop(), name="source")
         watchdog = asyncio.create_task(sdnotify.watchdog_loop(), name="watchdog")
-        retention = asyncio.create_task(self._retention_loop(), name="retention")
-        from services.scheduler import Scheduler
-
-        self.scheduler = Scheduler(self)
+        retention = asyncio.create_task(retention_loop(self.store, self.data_dir, self.config.store), name="retention")
+        self.scheduler = self._build_scheduler()
         scheduler_task = asyncio.create_task(self.scheduler.run(), name="alignment-scheduler")
         timers_task = asyncio.create_task(self.timers.run(), name="timers") if self.timers else None
         sdnotify.notify("READY=1", f"STATUS=serving on {self.config.api.host}:{self.api_port}")
@@ -222,43 +221,15 @@ class Daemon:
 
         return await start(self)
 
-    def _prepare_store(self) -> None:
-        from assistant.store import repo
-        from assistant.synth.text import base_sentences
-        from services.bridges import register_base
+    def _build_scheduler(self):
+        from services.scheduler import JobContext, Scheduler
 
-        from assistant.alignment.registry import adopt_orphan_versions, clean_partial
-
-        clean_partial(self.data_dir)  # a version write interrupted by a crash; never a complete version
-        adopt_orphan_versions(self.store)  # a complete version whose row a crash kept from being written
-        with self.store.session() as s:
-            repo.adopt_orphan_audio(s, data_dir=self.data_dir)  # captured just before a crash
-        register_base(self, self.worker.engine)
-        with self.store.session() as s:
-            # Generic request-domain sentences; users add their own (contacts, places) through the API.
-            repo.ensure_shipped_prompts(s, texts=[u.text for u in base_sentences(0)["dev"][:40]])
-
-    async def _retention_loop(self, every_s: float = 3600.0) -> None:
-        """Apply store.retention_days / retention_max_mb at start and hourly (labelled and pending
-        utterances are never deleted)."""
-        from assistant.store import repo
-
-        cfg = self.config.store
-        if not cfg.retention_days and not cfg.retention_max_mb:
-            return
-        while True:
-            def run():
-                with self.store.session() as s:
-                    return repo.apply_retention(s, data_dir=self.data_dir, max_age_days=cfg.retention_days or None,
-                                                max_bytes=int(cfg.retention_max_mb * 2**20) or None)
-            try:
-                result = await asyncio.to_thread(run)
-                if result.get("deleted"):
-                    log.info("retention: deleted %d utterance(s), freed %.1f MB", result["deleted"],
-                             result["freed_bytes"] / 2**20)
-            except Exception:
-                log.exception("retention failed; will retry")
-            await asyncio.sleep(every_s)
+        w = self.worker
+        return Scheduler(JobContext(config=self.config.alignment, store=self.store, data_dir=self.data_dir,
+                                    engine=lambda: w.engine, on_engine=w.call, model_lock=self.model_lock,
+                                    preempt=self.preempt, publish=self.bus.publish,
+                                    idle_s=lambda: time.time() - self.last_activity,
+                                    inference_busy=lambda: bool(w.depth) or w.busy_since is not None))
 
     def _job_states(self) -> dict[str, int]:
         from assistant.store import repo

@@ -287,19 +287,19 @@ def test_evaluate_same_bridge_is_rejected(tiny_engine):
     generic = items[:2]
     config = AlignmentConfig(min_heldout=3)
     candidate = own_bridge(tiny_engine)
-    res = gate.evaluate(tiny_engine, active=tiny_engine.bridge, candidate=candidate, heldout=items,
+    res = gate.evaluate(gate.scorer(tiny_engine), active=tiny_engine.bridge, candidate=candidate, heldout=items,
                         generic=generic, config=config)
     assert res.user_wer_before == res.user_wer_after and res.generic_wer_before == res.generic_wer_after
     assert not res.accepted and (res.heldout_n, res.generic_n) == (3, 2)
     assert res.to_json()["reason"] == res.reason
-    few = gate.evaluate(tiny_engine, active=tiny_engine.bridge, candidate=candidate, heldout=[],
+    few = gate.evaluate(gate.scorer(tiny_engine), active=tiny_engine.bridge, candidate=candidate, heldout=[],
                         generic=None, config=config)
     assert not few.accepted and "only 0 held-out" in few.reason and few.to_json()["user_wer_before"] is None
     with pytest.raises(ValueError):
         gate.wer_of(tiny_engine, candidate, [])
 
 
-def test_choose_keeps_the_better_variant_that_passes(monkeypatch):
+def test_choose_keeps_the_better_variant_that_passes():
     """The gate scores the active bridge once and each variant of the candidate; an accepted variant beats
     a rejected one even with a lower user WER, the lowest user WER wins among accepted ones."""
     from dataclasses import replace
@@ -315,22 +315,21 @@ def test_choose_keeps_the_better_variant_that_passes(monkeypatch):
     table = {"v1": (0.50, 0.10), "forgets": (0.20, 0.20), "routed-a": (0.40, 0.101), "routed-b": (0.30, 0.10)}
     calls = []
 
-    def fake_wer(engine, bridge, items):
+    def fake_wer(bridge, items):
         calls.append(bridge.version)
         user, generic = table[bridge.version]
         r = user if items[0] == "u" else generic
         return ErrorRate(rate=r, ci95=(r, r), edits=0, units=1, n_utterances=len(items))
 
-    monkeypatch.setattr(gate, "wer_of", fake_wer)
     cfg = AlignmentConfig(min_heldout=2)
-    idx, res = gate.choose(None, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)
+    idx, res = gate.choose(fake_wer, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)
     assert idx == 2 and res.accepted and res.user_wer_after == 0.30
     assert calls.count("v1") == 2  # the active bridge is scored once per set, not once per variant
     assert "voice-routed" in res.reason and "also tried" in res.reason and "generic 20.0 %" in res.reason
     table["routed-a"] = (0.30, 0.095)  # the same user WER: the lower generic WER wins
-    assert gate.choose(None, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)[0] == 1
+    assert gate.choose(fake_wer, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)[0] == 1
     table["routed-a"] = table["routed-b"] = (0.49, 0.10)  # nobody passes: the first is kept, with its reason
-    idx, res = gate.choose(None, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)
+    idx, res = gate.choose(fake_wer, active=active, candidates=cands, heldout=["u", "u"], generic=["g"], config=cfg)
     assert idx == 0 and not res.accepted and "generic WER rose" in res.reason
 
 

@@ -89,7 +89,7 @@ def test_enough_prompts_ship_for_a_job_and_the_old_ones_keep_their_place():
         shipped_prompts(10**6)
 
 
-def test_the_prompts_listing_tops_up_the_shipped_prompts_and_says_how_many_labels_exist_and_are_needed(tmp_path):
+def test_a_restart_tops_up_the_shipped_prompts_and_the_listing_says_how_many_labels_are_needed(tmp_path):
     from assistant.store import open_store, repo
     from assistant.synth.text import SHIPPED_PROMPTS, shipped_prompts
     from services.api.routes_admin import list_prompts
@@ -104,6 +104,8 @@ def test_the_prompts_listing_tops_up_the_shipped_prompts_and_says_how_many_label
                                           source="enrollment")
                 repo.set_label(s, utterance_id=u.id, text=f"label {i}", source="correction")
             first_ids = {x.text: x.id for x in repo.list_prompts(s)}
+        with store.session() as s:  # what the daemon does at start (services/startup.py prepare_store)
+            repo.ensure_shipped_prompts(s, texts=shipped_prompts())
         daemon = SimpleNamespace(store=store, config=Config(alignment=AlignmentConfig(heldout_share=0.25)))
         request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(daemon=daemon)))
         out = asyncio.run(list_prompts(request))

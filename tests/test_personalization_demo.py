@@ -30,6 +30,7 @@ min_new_labels = {N_SHIPPED + N_OWN}
 heldout_share = 0.3
 min_heldout = 4
 min_improvement = 0.0
+generic_tolerance = 0.5
 max_steps = 60
 batch_size = 8
 """
@@ -72,25 +73,26 @@ def test_a_new_voice_enrolls_and_the_idle_job_gates_and_swaps(tmp_path):
                            files={"audio": ("r.wav", spoken(p["text"]), "audio/wav")})
                 assert r.status_code == 201, r.text
             job = wait_job(c, 600)
-            assert job["trigger"] == "idle" and job["state"] in ("succeeded", "rejected"), job
+            # min_improvement 0 and a generous generic tolerance: this voice's job is accepted (seeded and
+            # deterministic); the product's own thresholds are measured by bench/personalize.py
+            assert job["trigger"] == "idle" and job["state"] == "succeeded", job
             counts, m = job["data_counts"], job["metrics"]
             assert counts["train"] + counts["heldout"] == N_SHIPPED + N_OWN and counts["reencoded"] == 0
             for key in ("user_wer_before", "user_wer_after", "generic_wer_before", "generic_wer_after"):
                 assert m[key] is not None, (key, m)
+            assert m["user_wer_after"] <= m["user_wer_before"]
             version = job["candidate_version"]
-            row = next(v for v in c.get("/v1/bridges").json()["versions"] if v["version"] == version)
+            bridges = c.get("/v1/bridges").json()
+            row = next(v for v in bridges["versions"] if v["version"] == version)
             assert row["parent_version"] == base and row["metrics"]["user_wer_after"] == m["user_wer_after"]
+            assert row["status"] == "accepted" and bridges["active"] == version
             probe = spoken("set a timer for ten minutes")
             turn = c.post("/v1/turns", files={"audio": ("a.wav", probe, "audio/wav")}).json()
-            if job["state"] == "succeeded":
-                assert m["user_wer_after"] <= m["user_wer_before"]
-                assert turn["bridge_version"] == version
-                r = c.post(f"/v1/bridges/{base}/activate")  # rollback
-                assert r.status_code == 200 and r.json()["previous"] == version
-                again = c.post("/v1/turns", files={"audio": ("b.wav", probe, "audio/wav")}).json()
-                assert again["bridge_version"] == base
-            else:
-                assert row["status"] == "rejected" and turn["bridge_version"] == base
+            assert turn["bridge_version"] == version
+            r = c.post(f"/v1/bridges/{base}/activate")  # rollback
+            assert r.status_code == 200 and r.json()["previous"] == version
+            again = c.post("/v1/turns", files={"audio": ("b.wav", probe, "audio/wav")}).json()
+            assert again["bridge_version"] == base
             print(f"job {job['state']}: user WER {m['user_wer_before']} -> {m['user_wer_after']}, "
                   f"generic {m['generic_wer_before']} -> {m['generic_wer_after']}")
     finally:

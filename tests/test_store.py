@@ -68,7 +68,7 @@ def test_migrations_create_schema_at_head(store):
     tables = set(inspect(store.engine).get_table_names())
     assert {"utterances", "bridge_versions", "active_bridge", "alignment_jobs", "enrollment_prompts", "timers",
             "alembic_version"} <= tables
-    assert current_revision(store) == head_revision() == "0002"
+    assert current_revision(store) == head_revision() == "0003"
     idx = {i["name"] for i in inspect(store.engine).get_indexes("utterances")}
     assert {"ix_utterances_created_at", "ix_utterances_status", "ix_utterances_label_source"} <= idx
 

@@ -384,15 +384,17 @@ def test_ctc_recipe_refuses_a_bridge_without_a_personal_head(tiny_engine, parent
     assert "personal_head" in err.value.fix
 
 
-def test_default_method_resolves_by_what_the_bridge_can_do(monkeypatch):
+def test_default_method_resolves_by_what_the_bridge_can_do():
     import assistant.alignment.trainers as trainers
 
     ok = dict(bridge_kind="ctc", encoder_has_ctc=True, personal_head=True)
-    assert trainers.resolve_method("zo", **ok) == "zo"  # a named method stays as it is
-    monkeypatch.setattr(trainers, "DEFAULT_METHOD", "ctc")
-    assert trainers.resolve_method("default", **ok) == "ctc"
+    assert trainers.resolve_method("default", **ok) == trainers.DEFAULT_METHOD == "ctc"
     for missing in ({"bridge_kind": "conv"}, {"encoder_has_ctc": False}, {"personal_head": False}):
-        assert trainers.resolve_method("default", **{**ok, **missing}) == trainers.FALLBACK_METHOD != "ctc"
+        lacking = {**ok, **missing}  # no personal CTC head possible: the fallback
+        assert trainers.resolve_method("default", **lacking) == trainers.FALLBACK_METHOD == "backprop"
+        # a named method stays as it is (ctc on such a bridge is refused by the recipe's setup, tested above)
+        assert trainers.resolve_method("zo", **lacking) == "zo"
+        assert trainers.resolve_method("ctc", **lacking) == "ctc"
 
 
 def test_voice_routing_is_set_from_the_training_and_replay_frames(tiny_engine, parents, examples):
@@ -447,8 +449,8 @@ def test_settings_for_takes_the_methods_own_steps_and_the_routing_mode(tmp_path)
         load_config(cfg)
 
 
-def test_the_scheduler_gates_a_voice_routed_twin_without_touching_the_candidate(tiny_engine, parents, examples):
-    from services.scheduler import _voice_routed
+def test_the_job_gates_a_voice_routed_twin_without_touching_the_candidate(tiny_engine, parents, examples):
+    from assistant.alignment.personalize import voice_routed as _voice_routed
 
     train, replay = examples[:6], examples[6:]
     recipe = make_recipe("ctc")

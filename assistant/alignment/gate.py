@@ -13,7 +13,8 @@ import dataclasses
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import torch
 
@@ -49,16 +50,44 @@ def _on(enc: EncoderOutput, device: torch.device) -> EncoderOutput:
     return EncoderOutput(features=enc.features.to(device), ctc_logits=logits, frame_rate_hz=enc.frame_rate_hz)
 
 
+# How the gate scores a bridge on a set of utterances: corpus WER. ``scorer(engine)`` is the serving
+# decode; tests and benchmarks pass their own.
+Score = Callable[["LoadedBridge", Sequence[Scored]], ErrorRate]
+
+
+def scorer(engine: "Engine", *, lock: AbstractContextManager | None = None,
+           on_item: Callable[[], None] | None = None) -> Score:
+    """Corpus WER through ``engine``'s LLM, decoding as serving does. ``lock`` is taken per utterance (a
+    daemon's inference waits at most one utterance); ``on_item`` is called after each (progress)."""
+    hold = lock if lock is not None else nullcontext()
+
+    def score(bridge: "LoadedBridge", items: Sequence[Scored]) -> ErrorRate:
+        if not items:
+            raise ValueError("no utterances to score")
+        param = next(bridge.module.parameters(), None)
+        device = param.device if param is not None else engine.llm.device
+        hyps = []
+        for it in items:
+            with hold:
+                hyps.append(engine.transcribe_encoded(_on(it.encoded, device), it.duration_s, bridge=bridge,
+                                                      speculative=True)[0])
+            if on_item is not None:
+                on_item()
+        return wer([it.text for it in items], hyps)
+
+    return score
+
+
 def wer_of(engine: "Engine", bridge: "LoadedBridge", items: Sequence[Scored]) -> ErrorRate:
-    """Corpus WER of ``bridge`` on ``items`` (through ``engine``'s LLM; call it from the thread that owns
-    the engine). Raises ValueError on an empty set: a WER of nothing is undefined."""
-    if not items:
-        raise ValueError("no utterances to score")
-    param = next(bridge.module.parameters(), None)
-    device = param.device if param is not None else engine.llm.device
-    hyps = [engine.transcribe_encoded(_on(it.encoded, device), it.duration_s, bridge=bridge, speculative=True)[0]
-            for it in items]
-    return wer([it.text for it in items], hyps)
+    """Corpus WER of ``bridge`` on ``items`` (call it from the thread that owns the engine). Raises
+    ValueError on an empty set: a WER of nothing is undefined."""
+    return scorer(engine)(bridge, items)
+
+
+def decodes(n_candidates: int, heldout_n: int, generic_n: int, min_heldout: int) -> int:
+    """How many utterances ``choose`` decodes for these sizes: the progress bar's total."""
+    sets = heldout_n + (generic_n if generic_n and heldout_n >= min_heldout else 0)
+    return sets * (1 + n_candidates)
 
 
 @dataclass(frozen=True)
@@ -109,13 +138,13 @@ def decide(*, user_before: float, user_after: float, generic_before: float | Non
     return True, f"{user}; generic WER {_pct(generic_before)} -> {_pct(generic_after)} (allowed <= {_pct(allowed)})"
 
 
-def evaluate(engine: "Engine", *, active: "LoadedBridge", candidate: "LoadedBridge", heldout: Sequence[Scored],
+def evaluate(score: Score, *, active: "LoadedBridge", candidate: "LoadedBridge", heldout: Sequence[Scored],
              generic: Sequence[Scored] | None, config: "AlignmentConfig") -> GateResult:
     """Score both bridges on the held-out user set and the generic set, then ``decide``."""
-    return choose(engine, active=active, candidates=[candidate], heldout=heldout, generic=generic, config=config)[1]
+    return choose(score, active=active, candidates=[candidate], heldout=heldout, generic=generic, config=config)[1]
 
 
-def choose(engine: "Engine", *, active: "LoadedBridge", candidates: Sequence["LoadedBridge"],
+def choose(score: Score, *, active: "LoadedBridge", candidates: Sequence["LoadedBridge"],
            heldout: Sequence[Scored], generic: Sequence[Scored] | None, config: "AlignmentConfig"
            ) -> tuple[int, GateResult]:
     """Gate several ways of serving one trained candidate (e.g. with and without voice routing) against the
@@ -129,13 +158,13 @@ def choose(engine: "Engine", *, active: "LoadedBridge", candidates: Sequence["Lo
     heldout_n, generic_n = len(heldout), len(generic or ())
     user_before = float("nan")
     if heldout_n:  # even below min_heldout the numbers are worth showing the user
-        user_before = wer_of(engine, active, heldout).rate
+        user_before = score(active, heldout).rate
     score_generic = bool(generic) and heldout_n >= config.min_heldout  # the decision is "reject" otherwise
-    generic_before = wer_of(engine, active, generic).rate if score_generic else None  # type: ignore[arg-type]
+    generic_before = score(active, generic).rate if score_generic else None  # type: ignore[arg-type]
     results = []
     for cand in candidates:
-        user_after = wer_of(engine, cand, heldout).rate if heldout_n else float("nan")
-        generic_after = wer_of(engine, cand, generic).rate if score_generic else None  # type: ignore[arg-type]
+        user_after = score(cand, heldout).rate if heldout_n else float("nan")
+        generic_after = score(cand, generic).rate if score_generic else None  # type: ignore[arg-type]
         accepted, reason = decide(user_before=user_before, user_after=user_after, generic_before=generic_before,
                                   generic_after=generic_after, heldout_n=heldout_n, min_heldout=config.min_heldout,
                                   min_improvement=config.min_improvement, generic_tolerance=config.generic_tolerance)

@@ -28,7 +28,7 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     "paused": frozenset({"running", "failed", "cancelled"}),
     **{s: frozenset() for s in TERMINAL_JOB_STATES},
 }
-_UPDATABLE = frozenset({"state", "progress", "step", "total_steps", "data_counts", "durations", "peak_rss_mb",
+_UPDATABLE = frozenset({"state", "phase", "progress", "step", "total_steps", "data_counts", "durations", "peak_rss_mb",
                         "metrics", "candidate_version", "checkpoint_path", "error", "started_at", "finished_at"})
 
 
@@ -181,7 +181,7 @@ def bridge_version_to_dict(v: BridgeVersion) -> dict[str, Any]:
 def job_to_dict(j: AlignmentJob) -> dict[str, Any]:
     return {"id": j.id, "created_at": _iso(j.created_at), "started_at": _iso(j.started_at),
             "finished_at": _iso(j.finished_at), "state": j.state, "method": j.method, "trigger": j.trigger,
-            "progress": j.progress, "step": j.step, "total_steps": j.total_steps, "data_counts": j.data_counts,
+            "phase": j.phase, "progress": j.progress, "step": j.step, "total_steps": j.total_steps, "data_counts": j.data_counts,
             "durations": j.durations, "peak_rss_mb": j.peak_rss_mb, "metrics": j.metrics,
             "candidate_version": j.candidate_version, "checkpoint_path": _rel(j.checkpoint_path),
             "error": j.error, "cancel_requested": j.cancel_requested}

@@ -8,7 +8,6 @@ store functions (assistant/store/repo.py) in a thread and hand model work to the
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -21,14 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant import __version__
 from assistant.errors import (AssistantError, AudioError, BridgeMismatchError, BusyError, DiskFullError, ModelFilesError,
                               NotFoundError, RefusedError, StoreError, UnreadableAudioError)
+from services.api.auth import require_token
+from services.api.errors import ApiError
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 # Domain error type -> HTTP status, most specific first; any other AssistantError is a bad request (400).
@@ -135,16 +130,3 @@ def create_app(daemon) -> FastAPI:
         return Response(daemon.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
-
-
-def token_ok(daemon, header: str | None) -> bool:
-    """Exactly ``Bearer <token>``: one space, nothing around the token."""
-    if not header or not daemon.token:
-        return False
-    return secrets.compare_digest(header.encode(), f"Bearer {daemon.token}".encode())
-
-
-async def require_token(request: Request) -> None:
-    if not token_ok(request.app.state.daemon, request.headers.get("authorization")):
-        raise ApiError(401, "missing or wrong token: send 'Authorization: Bearer <token>' "
-                            "(the token is in <data dir>/api-token)")

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from services.api.params import RowId, StrictBody, Text
 from services.api.uploads import multipart_doc, read_audio_upload
+from services.api.errors import ApiError
 
 router = APIRouter()
 
@@ -22,12 +23,6 @@ async def _in_session(request: Request, fn, *, write: bool = True):
     return await asyncio.to_thread(run)
 
 
-def _err(status: int, msg: str):
-    from services.api.app import ApiError
-
-    return ApiError(status, msg)
-
-
 # --- enrollment ---------------------------------------------------------------------------------------
 @router.get("/enrollment/prompts", tags=["enrollment"])
 async def list_prompts(request: Request) -> dict:
@@ -36,17 +31,11 @@ async def list_prompts(request: Request) -> dict:
     (``labels_needed``: its gate needs ``alignment.min_heldout`` of them held out)."""
     from assistant.alignment.data import labels_needed
     from assistant.store import repo
-    from assistant.synth.text import shipped_prompts
 
-    shipped = shipped_prompts()
-
-    def read(s):
+    def read(s):  # the shipped prompts are in the store since the daemon started (services/startup.py)
         return [repo.prompt_to_dict(p) for p in repo.list_prompts(s)], repo.count_labels_since(s)
 
     prompts, labelled = await _in_session(request, read, write=False)
-    if not set(shipped) <= {p["text"] for p in prompts}:  # a store seeded with fewer prompts than ship now
-        await _in_session(request, lambda s: repo.ensure_shipped_prompts(s, texts=shipped))
-        prompts, labelled = await _in_session(request, read, write=False)
     return {"prompts": prompts, "labelled": labelled,
             "labels_needed": labels_needed(request.app.state.daemon.config.alignment)}
 
@@ -73,7 +62,7 @@ async def record_prompt(request: Request, prompt_id: RowId) -> dict:
     def get_prompt(s):
         p = s.get(EnrollmentPrompt, prompt_id)
         if p is None:
-            raise _err(404, f"enrollment prompt {prompt_id} does not exist")
+            raise ApiError(404, f"enrollment prompt {prompt_id} does not exist")
         return p.text
 
     text = await _in_session(request, get_prompt)
@@ -105,12 +94,12 @@ async def list_bridges(request: Request) -> dict:
 async def activate(request: Request, version: str) -> dict:
     """Make ``version`` the serving bridge (a rollback is the same swap): loaded and checked first, then
     swapped between utterances, then recorded as active."""
-    from services import bridges
+    from services.bridges import activate_now
 
     d = request.app.state.daemon
-    result = await bridges.activate(d, version)
-    d.bus.publish("bridge_activated", version=version, previous=result.get("previous"))
-    return result
+    swapped = await activate_now(d, version)
+    d.bus.publish("bridge_activated", version=version, previous=swapped.previous)
+    return swapped.to_json()
 
 
 # --- alignment jobs -----------------------------------------------------------------------------------
@@ -134,10 +123,10 @@ async def create_job(request: Request, body: JobIn | None = None) -> dict:
 
     d = request.app.state.daemon
     if not d.config.alignment.enabled:
-        raise _err(409, "personalization is disabled (alignment.enabled = false in the config)")
+        raise ApiError(409, "personalization is disabled (alignment.enabled = false in the config)")
     method = (body.method if body else None) or d.config.alignment.method
     if method not in METHODS:
-        raise _err(400, f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
+        raise ApiError(400, f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
     job = await _in_session(request, lambda s: repo.job_to_dict(repo.create_job(s, method=method, trigger="api")))
     d.bus.publish("job", job_id=job["id"], state=job["state"])
     return job

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from services.api.params import StrictBody, Text
 from services.api.uploads import multipart_doc, read_upload
+from services.api.errors import ApiError
 
 router = APIRouter(tags=["openai"])
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
@@ -42,7 +43,6 @@ def _stamp(seconds: float, sep: str) -> str:
     response_format="json | text | verbose_json | srt | vtt", temperature="accepted, unused"))
 async def transcriptions(request: Request):
     """OpenAI's ``audio.transcriptions.create``: the transcript of the uploaded file."""
-    from services.api.app import ApiError
 
     daemon = request.app.state.daemon
     audio, form = await read_upload(request, daemon, field="file", max_fields=16)
@@ -95,7 +95,6 @@ async def speech(request: Request, body: SpeechBody):
 
     from assistant.synth.voices import synthesize
     from assistant.units import TARGET_RATE_HZ
-    from services.api.app import ApiError
 
     if body.response_format not in SPEECH_FORMATS:
         raise ApiError(400, f"response_format {body.response_format!r} is not supported here; use "
@@ -116,7 +115,6 @@ def _plain_voice(text: str) -> str:
     """A voice spec of ours from a client: an engine and voice only (no sox chain, no added noise: those
     run programs with the client's arguments)."""
     from assistant.synth.voice_spec import parse
-    from services.api.app import ApiError
 
     spec = parse(text)
     if spec.sox_effects or spec.noise_snr_db is not None:

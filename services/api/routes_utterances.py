@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from pydantic import Field, model_validator
 
 from services.api.params import MAX_SQLITE_INT, RowId, SearchText, StrictBody, Text
+from services.api.errors import ApiError
 
 router = APIRouter(tags=["utterances"])
 
@@ -56,7 +57,6 @@ async def get_utterance(request: Request, uid: RowId) -> dict:
 @router.get("/utterances/{uid}/audio")
 async def get_audio(request: Request, uid: RowId):
     from assistant.store import repo
-    from services.api.app import ApiError
 
     def run(s):
         return repo.get_utterance(s, utterance_id=uid).audio_path

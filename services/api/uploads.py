@@ -8,6 +8,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from assistant.audio import Audio, load_audio
+from services.api.errors import ApiError
 
 
 def multipart_doc(field: str = "audio", **text_fields: str) -> dict:
@@ -30,7 +31,6 @@ async def read_audio_upload(request: Request, daemon, field: str = "audio") -> A
 
 async def read_upload(request: Request, daemon, field: str = "audio", max_fields: int = 8) -> tuple[Audio, dict]:
     """The decoded audio of the multipart file ``field`` and the form's other (text) fields."""
-    from services.api.app import ApiError
 
     limit = int(daemon.config.api.max_upload_mb * 1024 * 1024)
     too_big = ApiError(413, f"upload is larger than api.max_upload_mb = {daemon.config.api.max_upload_mb} MB; "

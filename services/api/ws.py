@@ -10,13 +10,13 @@ import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from services.api.auth import token_ok
+
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 
 async def _authorized(ws: WebSocket) -> bool:
-    from services.api.app import token_ok
-
     d = ws.app.state.daemon
     header = ws.headers.get("authorization") or (f"Bearer {ws.query_params['token']}"
                                                  if "token" in ws.query_params else None)
