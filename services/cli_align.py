@@ -147,13 +147,13 @@ def _pct(x) -> str:
 
 def progress_line(job: dict) -> str:
     """One line for the progress display: training (steps) or, when ``phase`` is "gating", the quality
-    gate's own bar (its progress starts again from 0: utterances decoded). Fixed width, so a shorter
-    line overwrites a longer one."""
+    gate's own bar (its progress starts again from 0; ``step`` still counts the training steps done).
+    Fixed width, so a shorter line overwrites a longer one."""
     p = min(max(float(job.get("progress") or 0.0), 0.0), 1.0)
     gating = job.get("phase") == "gating"
     done, total = job.get("step") or 0, job.get("total_steps")
     count = f"{done}/{total}" if total else f"{done}"
-    detail = f"decoded {count}" if gating else f"step {count}"  # gating: utterances the gate has decoded
+    detail = f"after {count} steps" if gating else f"step {count}"
     return f"{'gating' if gating else 'training':<8} [{'#' * int(30 * p):<30}] {100 * p:5.1f} %  " \
            f"{job['state']:<9} {detail}".ljust(79)
 

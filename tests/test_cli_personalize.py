@@ -160,7 +160,7 @@ def test_align_shows_the_gate_s_own_bar_and_a_rejection_with_its_reason_and_both
         ("GET", "/v1/alignment/jobs/7"): [
             _job("running", phase="training", progress=0.5, step=300, total_steps=600),
             _job("running", phase="training", progress=1.0, step=600, total_steps=600),
-            _job("running", phase="gating", progress=0.25, step=150, total_steps=600),
+            _job("running", phase="gating", progress=0.25, step=600, total_steps=600),
             _job("rejected", phase="gating", progress=1.0, metrics=metrics, error=reason, candidate_version="v0003"),
         ],
     }
@@ -170,7 +170,7 @@ def test_align_shows_the_gate_s_own_bar_and_a_rejection_with_its_reason_and_both
     assert frames[0].startswith("training [###############               ]  50.0 %") and "step 300/600" in frames[0]
     assert frames[1].startswith("training [" + "#" * 30 + "] 100.0 %")
     assert frames[2].startswith("gating   [#######                       ]  25.0 %")  # not frozen at 100 %
-    assert "decoded 150/600" in frames[2]
+    assert "after 600/600 steps" in frames[2]
     out = cap.out
     assert f"job 7: rejected by the quality gate: {reason}" in out
     assert "your WER     40.0 % -> 39.0 % on 11 held-out recordings" in out
