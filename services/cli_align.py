@@ -155,7 +155,7 @@ def progress_line(job: dict) -> str:
     count = f"{done}/{total}" if total else f"{done}"
     detail = f"after {count} steps" if gating else f"step {count}"
     return f"{'gating' if gating else 'training':<8} [{'#' * int(30 * p):<30}] {100 * p:5.1f} %  " \
-           f"{job['state']:<9} {detail}".ljust(79)
+           f"{job['state']:<9} {detail}".ljust(90)
 
 
 def outcome_lines(job: dict) -> list[str]:

@@ -185,7 +185,7 @@ def test_align_exit_status_and_lines_for_the_other_outcomes(daemon, tmp_path, ca
     old = _job("running", progress=0.4, step=4)  # a daemon without "phase": training, as before
     assert progress_line(old).startswith("training [############") and "step 4" in progress_line(old)
     assert len(progress_line(old)) == len(progress_line(_job("running", phase="gating", progress=1.0, step=1000,
-                                                             total_steps=1000))) == 79
+                                                             total_steps=1000))) == 90
     ok = {"accepted": True, "user_wer_before": 0.4, "user_wer_after": 0.3, "generic_wer_before": 0.1,
           "generic_wer_after": 0.1}
     for final, code, expect in ((_job("succeeded", metrics=ok, candidate_version="v0004"), 0,
