@@ -209,11 +209,13 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
     for method in methods:
         for n in ([0] if method == "base" else ns):
             t0 = time.perf_counter()
-            bridge = base_bridge if method == "base" else METHODS[method](
-                engine, [(e, r["text"]) for e, _, r in adapt[:n]], seed)
+            with PeakRss() as mem:
+                bridge = base_bridge if method == "base" else METHODS[method](
+                    engine, [(e, r["text"]) for e, _, r in adapt[:n]], seed)
             seconds = time.perf_counter() - t0
             s = score(engine, bridge, test, generic)
             row = {"user": spec, "n": n, "method": method, **s, "seconds": round(seconds, 2),
+                   "extra_mb": round(mem.extra_mb, 1), "serving_mb": round(mem.before_mb, 1),
                    "bundle": engine.bundle.manifest.name if engine.bundle else str(bundle_dir), "seed": seed}
             log(f"{method} n={n}: WER {s['wer']:.3f} {s['wer_ci95']} names {s['names_acc']:.2f} "
                 f"generic {s['generic_wer']:.3f} ({seconds:.1f} s)")
@@ -221,12 +223,47 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
     return rows
 
 
+class PeakRss:
+    """The process's peak resident memory while the block runs, above what it was when it started
+    (sampled every 20 ms from /proc: ``ru_maxrss`` only ever grows, so it cannot measure a second method)."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        import threading
+
+        self.every_s, self.extra_mb = every_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def rss_mb() -> float:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.extra_mb = max(self.extra_mb, self.rss_mb() - self.before_mb)
+
+    def __enter__(self) -> "PeakRss":
+        self.before_mb = self.rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.extra_mb = max(self.extra_mb, self.rss_mb() - self.before_mb)
+
+
 def table(rows: list[dict]) -> str:
     """One row per (method, n); the faster-whisper row's last column is its time per utterance."""
-    head = "| user | n | method | WER [95% CI] | CER | names acc | generic WER | adapt s |\n|---|---|---|---|---|---|---|---|\n"
+    head = ("| user | n | method | WER [95% CI] | CER | names acc | generic WER | adapt s | extra MB |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| `{r['user'].replace('|', chr(92) + '|')}` | {r['n']} | {r['method']} | {r['wer']:.3f} [{r['wer_ci95'][0]:.3f}, {r['wer_ci95'][1]:.3f}] "
-        f"| {r['cer']:.3f} | {r['names_acc']:.2f} | {r['generic_wer']:.3f} | {r['seconds']:.1f} |\n" for r in rows)
+        f"| {r['cer']:.3f} | {r['names_acc']:.2f} | {r['generic_wer']:.3f} | {r['seconds']:.1f} "
+        f"| {r['extra_mb'] if 'extra_mb' in r else '-'} |\n" for r in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
