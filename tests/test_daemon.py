@@ -3,6 +3,7 @@ graceful SIGTERM, and the everyday CLI verbs talking to the running daemon."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -31,6 +32,19 @@ def wait_for(predicate, timeout_s: float, what: str, interval: float = 0.2):
     raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def next_event(ws, kind: str, timeout_s: float) -> dict:
+    """The next event of ``kind`` on an open /v1/events WebSocket (others are skipped), bounded by timeout_s."""
+    deadline, seen = time.monotonic() + timeout_s, []
+    while True:
+        try:
+            event = json.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            raise TimeoutError(f"no {kind!r} event within {timeout_s} s; saw {seen}") from None
+        if event["type"] == kind:
+            return event
+        seen.append(event["type"])
+
+
 def db_rows(data_dir, sql: str):
     con = sqlite3.connect(f"file:{data_dir / 'assistant.db'}?mode=ro", uri=True, timeout=10)
     try:
@@ -40,19 +54,24 @@ def db_rows(data_dir, sql: str):
 
 
 def test_serve_records_from_the_virtual_microphone(pulse_server, tiny_bundle, tmp_path):  # noqa: F811
+    from websockets.sync.client import connect
+
     wav = espeak_wav("please turn on the kitchen lights", tmp_path / "say.wav")
     d = DaemonProcess(tmp_path / "data", tiny_bundle, source="mic",
                       extra_config='[source]\ndevice = "pulse"\n[engine]\nstream_chunk_s = 0.5\nstream_context_s = 0.5\n',
                       env={"PULSE_SERVER": pulse_server.server})
     d.start()
     try:
-        with httpx.Client(base_url=d.url, headers=d.headers, timeout=30) as c:
-            wait_for(lambda: c.get("/v1/status").json()["source"]["state"] == "running", 30, "the mic to open")
-            time.sleep(2.0)  # PortAudio's first callback comes ~1.3-1.8 s after opening
+        # The daemon warms its output up when the microphone's first audio arrives (PortAudio's first
+        # callback comes ~1.3-1.8 s after opening), so a ready speaker means the microphone is delivering.
+        d.wait_speaker_ready(30)
+        with httpx.Client(base_url=d.url, headers=d.headers, timeout=30) as c, \
+                connect(f"ws://127.0.0.1:{d.port}/v1/events?token={d.token}", open_timeout=10) as ws:
+            assert c.get("/v1/status").json()["source"]["state"] == "running"
             pulse_server.play_into_mic(wav)
-            rows = wait_for(lambda: [u for u in c.get("/v1/utterances").json()["utterances"]
-                                     if u["status"] == "done"], 30, "the spoken utterance to be processed")
-            u = rows[0]
+            answered = next_event(ws, "response", 30)  # published once the turn's row is committed
+            u = c.get(f"/v1/utterances/{answered['utterance_id']}").json()
+            assert u["status"] == "done", u
             assert u["source"] == "mic" and 1.0 < u["duration_s"] < 6.0
             assert isinstance(u["transcript"], str) and u["activation"] == "responded"
             # spoken in real time: its first chunks were encoded before it ended (services/live.py)
