@@ -14,9 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.alignment.methods import METHODS
 from assistant.errors import ConfigError
 from assistant.strict import from_dict
+
+# The personalization methods ``[alignment] method`` may name; ``alignment.trainers`` builds a recipe for
+# each (``make_recipe``), "default" standing for the best one the bridge allows (``resolve_method``).
+METHODS = ("default", "backprop", "zo", "embed", "embed+backprop", "ctc")
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import assistant.config
-from assistant.alignment.methods import METHODS
+from assistant.config import METHODS
 from assistant.config import Config, load_config
 from assistant.errors import ConfigError
 from conftest import REPO
@@ -151,6 +151,7 @@ def test_the_methods_are_listed_once_and_the_config_needs_no_torch():
             "print([m for m in ('torch', 'numpy', 'assistant.alignment.trainers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
-    from assistant.alignment import methods, trainers
+    from assistant import config
+    from assistant.alignment import trainers
 
-    assert trainers.METHODS is methods.METHODS
+    assert trainers.METHODS is config.METHODS

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from assistant.alignment.methods import METHODS
+from assistant.config import METHODS
 from assistant.alignment.trainers.backprop import BackpropRecipe
 from assistant.alignment.trainers.base import LabelledExample, Progress, Recipe, TrainSettings
 from assistant.alignment.trainers.combo import SequentialRecipe
