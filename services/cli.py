@@ -14,7 +14,7 @@ import sys
 
 from assistant import __version__
 from assistant.errors import AssistantError
-from services.terminal import shown
+from assistant_services.terminal import shown
 
 log = logging.getLogger("assistant")
 
@@ -212,13 +212,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if kind == "file":
             overrides["source.path"] = path
     cfg = load_config(args.config, **overrides)
-    from services.daemon import serve
+    from assistant_services.daemon import serve
 
     return serve(cfg, announce=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def _client(args: argparse.Namespace):
-    from services.client import DaemonClient
+    from assistant_services.client import DaemonClient
 
     return DaemonClient.from_data_dir(_config(args).data_path)
 
@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub.add_parser("stop", help="silence what is ringing").add_argument("--data-dir", metavar="DIR",
                                                                           default=argparse.SUPPRESS)
 
-    from services.cli_align import add_commands
+    from assistant_services.cli_align import add_commands
 
     add_commands(sub, _config)
 

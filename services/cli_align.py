@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from assistant.errors import AssistantError
-from services.terminal import shown
+from assistant_services.terminal import shown
 
 TERMINAL = ("succeeded", "rejected", "failed", "cancelled")
 
@@ -54,7 +54,7 @@ def add_commands(sub, config_of) -> None:
 
 
 def _client(args, config_of):
-    from services.client import DaemonClient
+    from assistant_services.client import DaemonClient
 
     return DaemonClient.from_data_dir(config_of(args).data_path)
 
@@ -236,7 +236,7 @@ def cmd_bridges_activate(args, config_of) -> int:
 def _daemon_data_dir(cfg) -> Path:
     """The data dir of the daemon the client talks to (its own, else the system service's): trained
     versions' paths are relative to it."""
-    from services.client import SERVICE_DATA_DIR
+    from assistant_services.client import SERVICE_DATA_DIR
 
     own = cfg.data_path
     try:

@@ -18,11 +18,11 @@ import time
 import numpy as np
 
 from assistant.config import Config
-from services import sdnotify
-from services.events import EventBus
-from services.startup import prepare_store, retention_loop
-from services.token import SHARED_MODE, ensure_token
-from services.worker import Activation, InferenceWorker, UtteranceJob
+from assistant_services import sdnotify
+from assistant_services.events import EventBus
+from assistant_services.startup import prepare_store, retention_loop
+from assistant_services.token import SHARED_MODE, ensure_token
+from assistant_services.worker import Activation, InferenceWorker, UtteranceJob
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ class Daemon:
         self.model_lock = threading.Lock()
         self.preempt = threading.Event()  # set by any activity: a running alignment job pauses
         self.scheduler = None
-        self.timers = None  # services.timers.TimerService when [actions] enabled
-        self.speaker = None  # services.output.Speaker when [output] speak
+        self.timers = None  # assistant_services.timers.TimerService when [actions] enabled
+        self.speaker = None  # assistant_services.output.Speaker when [output] speak
         self.ringer = None
-        self._live: dict = {}  # source name -> services.live.LiveStream of the utterance it is speaking
+        self._live: dict = {}  # source name -> assistant_services.live.LiveStream of the utterance it is speaking
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -74,13 +74,13 @@ class Daemon:
         self.store = await asyncio.to_thread(open_store, self.data_dir)
         self.token = ensure_token(self.config)
         self.bus = EventBus(self._loop)
-        from services.metrics import Metrics
+        from assistant_services.metrics import Metrics
 
         self.metrics = Metrics(queue_depth=lambda: self.worker.depth if self.worker else 0,
                                job_states=self._job_states)
         executor = self._build_actions()
         if self.config.output.speak:
-            from services.output import Speaker
+            from assistant_services.output import Speaker
 
             out = self.config.output
             self.speaker = Speaker(voice=out.voice, device=out.device, echo_share=out.echo_share)
@@ -97,7 +97,7 @@ class Daemon:
         if self.worker.load_error is not None:
             raise self.worker.load_error
         await asyncio.to_thread(prepare_store, self.store, self.data_dir, self.worker.engine)
-        from services.bridges import restore_active
+        from assistant_services.bridges import restore_active
 
         await restore_active(self)
         await self._requeue_pending()
@@ -171,14 +171,14 @@ class Daemon:
     def _build_actions(self):
         """The ring, the timer loop and the action executor ([actions]); None when actions are off."""
         from assistant.skills.executor import Executor
-        from services.timers import Ringer, TimerService
+        from assistant_services.timers import Ringer, TimerService
 
         cfg = self.config.actions
         if not cfg.enabled:
             return None
         self.ringer = Ringer(enabled=cfg.ring, seconds=cfg.ring_seconds, device=self.config.output.device)
         self.timers = TimerService(self.store, self.bus.publish, self.ringer, say=self._say_reminder)
-        from services.handoff import build_handoff
+        from assistant_services.handoff import build_handoff
 
         return Executor(self.store, stop_ringing=self.ringer.stop, on_change=self.timers.changed,
                         handoff=build_handoff(self.config))
@@ -197,7 +197,7 @@ class Daemon:
     async def _start_api(self):
         import uvicorn
 
-        from services.api.app import create_app
+        from assistant_services.api.app import create_app
 
         app = create_app(self)
         cfg = uvicorn.Config(app, host=self.config.api.host, port=self.config.api.port, log_level="warning",
@@ -217,12 +217,12 @@ class Daemon:
         """The Wyoming server ([wyoming] enabled) and its port, or (None, None)."""
         if not self.config.wyoming.enabled:
             return None, None
-        from services.wyoming_server import start
+        from assistant_services.wyoming_server import start
 
         return await start(self)
 
     def _build_scheduler(self):
-        from services.scheduler import JobContext, Scheduler
+        from assistant_services.scheduler import JobContext, Scheduler
 
         w = self.worker
         return Scheduler(JobContext(config=self.config.alignment, store=self.store, data_dir=self.data_dir,
@@ -304,7 +304,7 @@ class Daemon:
             log.info("re-queued %d utterance(s) left unprocessed by the previous run", len(rows))
 
     async def _source_loop(self) -> None:
-        from services.pipeline import run_source
+        from assistant_services.pipeline import run_source
 
         self.source = self._make_source()
         if self.source is None:
@@ -315,7 +315,7 @@ class Daemon:
         s = self.config.source
         if s.kind == "none":
             return None
-        from services.sources import FileSource, MicSource
+        from assistant_services.sources import FileSource, MicSource
 
         if s.kind == "file":
             return FileSource(s.path)
@@ -327,7 +327,7 @@ class Daemon:
         self.stream_drop(source_name)
         e = self.config.engine
         if e.stream_chunk_s > 0 and self.worker is not None:
-            from services.live import LiveStream
+            from assistant_services.live import LiveStream
 
             self._live[source_name] = live = LiveStream(chunk_s=e.stream_chunk_s, context_s=e.stream_context_s,
                                                         lookahead_s=e.stream_lookahead_s)

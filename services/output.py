@@ -38,7 +38,7 @@ def play(wave: np.ndarray, rate: int, device: str, stop: threading.Event,
          on_block: Callable[[int], None] | None = None) -> None:
     """Play ``wave`` (float32 mono) until it ends or ``stop`` is set. ``on_block(samples_written)``
     after each block (the timeline of what was played)."""
-    from services.sources import sd
+    from assistant_services.sources import sd
 
     if sd is None:
         raise RuntimeError("sounddevice cannot load libportaudio2 (install it: apt install libportaudio2)")

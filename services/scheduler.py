@@ -231,7 +231,7 @@ class JobRunner(threading.Thread):
                                 status="accepted" if outcome.accepted else "rejected", metrics=metrics,
                                 data_summary=data.summary(), job_id=self.job_id, parent_version=parent.version)
         if outcome.accepted:
-            from services.bridges import activate
+            from assistant_services.bridges import activate
 
             c.on_engine(lambda e: activate(c.store, c.data_dir, e, version)).result(timeout=ACTIVATE_TIMEOUT_S)
             c.publish("bridge_activated", version=version, previous=parent.version)

@@ -21,7 +21,7 @@ import numpy as np
 
 from assistant.audio import load_audio
 from assistant.errors import AssistantError, AudioError
-from services.pcm import GAP_S, RATE_HZ, FrameQueue, PcmConverter, silence_pcm
+from assistant_services.pcm import GAP_S, RATE_HZ, FrameQueue, PcmConverter, silence_pcm
 
 __all__ = ["AudioSource", "FileSource", "MicSource", "FrameQueue", "PcmConverter", "GAP_S", "RATE_HZ",
            "silence_pcm", "find_input_device", "refresh_devices"]

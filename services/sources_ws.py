@@ -20,7 +20,7 @@ import json
 import logging
 from typing import Any, AsyncIterator
 
-from services.pcm import GAP_S, FrameQueue, PcmConverter, silence_pcm
+from assistant_services.pcm import GAP_S, FrameQueue, PcmConverter, silence_pcm
 
 log = logging.getLogger(__name__)
 

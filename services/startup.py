@@ -15,7 +15,7 @@ def prepare_store(store, data_dir: Path, engine) -> None:
     from assistant.alignment.registry import adopt_orphan_versions, clean_partial
     from assistant.store import repo
     from assistant.synth.text import shipped_prompts
-    from services.bridges import register_base
+    from assistant_services.bridges import register_base
 
     clean_partial(data_dir)  # a version write interrupted by a crash; never a complete version
     adopt_orphan_versions(store)  # a complete version whose row a crash kept from being written

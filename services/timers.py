@@ -80,7 +80,7 @@ class Ringer:
                         "[actions] ring = false)", self.device or "default", exc)
 
     def _play_sounddevice(self, stop: threading.Event, seconds: float) -> None:
-        from services.output import RATE_HZ, play
+        from assistant_services.output import RATE_HZ, play
 
         period = chime(RATE_HZ)
         play(np.tile(period, int(np.ceil(seconds * RATE_HZ / len(period))))[: int(seconds * RATE_HZ)], RATE_HZ,

@@ -34,7 +34,7 @@ class UtteranceJob:
     captured_at: float  # wall clock at speech start (push-to-talk windows are judged on it)
     respond: bool | None = None  # True: always (API turns), False: never (enrollment), None: activation decides
     future: cf.Future | None = field(default=None, repr=False)
-    stream: Any = field(default=None, repr=False)  # services.live.LiveStream: chunks encoded while spoken
+    stream: Any = field(default=None, repr=False)  # assistant_services.live.LiveStream: chunks encoded while spoken
     bounded: bool = True  # counts toward daemon.queue_max and may be dropped (submit(backlog=True): never)
 
 
@@ -132,7 +132,7 @@ class InferenceWorker:
         self.busy_since: float | None = None
         self._utterances: deque[UtteranceJob] = deque()
         self._calls: deque[_CallJob] = deque()
-        self._streams: list[Any] = []  # services.live.LiveStream of utterances being spoken
+        self._streams: list[Any] = []  # assistant_services.live.LiveStream of utterances being spoken
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_bundle(tmp_path_factory) -> Path:
     """The tiny bundle, built through the real CLI (`assistant models tiny DIR`) in a subprocess."""
     path = tmp_path_factory.mktemp("bundles") / "tiny"
-    subprocess.run([sys.executable, "-m", "services.cli", "models", "tiny", str(path)], check=True, cwd=REPO,
+    subprocess.run([sys.executable, "-m", "assistant_services.cli", "models", "tiny", str(path)], check=True, cwd=REPO,
                    timeout=120, capture_output=True)
     return path
 

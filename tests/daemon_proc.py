@@ -27,7 +27,7 @@ class DaemonProcess:
         (self.data_dir / "daemon.json").unlink(missing_ok=True)
         self._log_f = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "--config", str(self.config), "serve", "--data-dir",
+            [sys.executable, "-m", "assistant_services.cli", "--config", str(self.config), "serve", "--data-dir",
              str(self.data_dir), "--bundle", str(self.bundle), "--source", self.source, "--port", "0"],
             cwd=REPO, stdout=self._log_f, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout_s

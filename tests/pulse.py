@@ -80,7 +80,7 @@ def warm_output(device: str = "pulse") -> None:
     import numpy as np
     import sounddevice as sd
 
-    from services.output import play
+    from assistant_services.output import play
 
     with sd.InputStream(device=device, samplerate=16000, channels=1, dtype="float32", callback=lambda *_: None):
         play(np.zeros(1600, np.float32), 16000, device, threading.Event())
@@ -139,7 +139,7 @@ def start_pulse(timeout_s: float = 10.0) -> PulseServer:
 @pytest.fixture()
 def pulse_server(monkeypatch) -> Iterator[PulseServer]:
     """A running private server; ``PULSE_SERVER`` set and PortAudio's device list refreshed to see it."""
-    from services.sources import find_input_device, refresh_devices
+    from assistant_services.sources import find_input_device, refresh_devices
 
     srv = start_pulse()
     monkeypatch.setenv("PULSE_SERVER", srv.server)

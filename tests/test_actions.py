@@ -179,7 +179,7 @@ def test_a_failed_action_changes_nothing_and_says_why(store, monkeypatch):
 
 
 def test_the_timer_loop_fires_due_rows_late_ones_marked_and_repeating_alarms_moved(store):
-    from services.timers import Ringer, TimerService
+    from assistant_services.timers import Ringer, TimerService
 
     clock = Clock(NOW)
     with store.session() as s:
@@ -206,7 +206,7 @@ def test_the_timer_loop_rings_a_new_timer_on_time():
     """Real clock: a timer set while the loop sleeps wakes it (changed()), fires within its second."""
     import tempfile
 
-    from services.timers import Ringer, TimerService
+    from assistant_services.timers import Ringer, TimerService
 
     async def main():
         with tempfile.TemporaryDirectory() as d:
@@ -240,7 +240,7 @@ def test_the_ring_plays_through_the_output_device_and_stops_at_once(pulse_server
     """PulseAudio's null sink is the output; its monitor is the virtual microphone, so what rings is heard."""
     import sounddevice as sd
 
-    from services.timers import Ringer
+    from assistant_services.timers import Ringer
 
     warm_output()
     ringer = Ringer(enabled=True, seconds=20, device="pulse")
@@ -264,7 +264,7 @@ def test_the_ring_plays_through_the_output_device_and_stops_at_once(pulse_server
 
 
 def test_no_output_device_is_a_warning_not_a_crash(caplog):
-    from services.timers import Ringer
+    from assistant_services.timers import Ringer
 
     ringer = Ringer(enabled=True, seconds=1, device="no such device 42")
     ringer.ring()
@@ -294,7 +294,7 @@ def test_a_reminder_for_a_place_is_not_read():
 
 
 def test_reminders_ring_at_their_time_and_are_said(store):
-    from services.timers import Ringer, TimerService
+    from assistant_services.timers import Ringer, TimerService
 
     clock = Clock(NOW)  # Sunday 22:00
     ex = Executor(store, tz=timezone.utc, clock=clock)

@@ -152,9 +152,9 @@ def test_inference_preempts_a_job_which_resumes_when_idle(daemon):
 
 
 def test_api_job_starts_at_once_and_can_be_cancelled(daemon):
-    d = daemon(400, 1000)  # no automatic job: too few labels
+    d = daemon(400, 1000)  # no automatic job: too few new labels
     with httpx.Client(base_url=d.url, headers=d.headers, timeout=60) as c:
-        enroll(c, 6)
+        enroll(c, 8)
         r = c.post("/v1/alignment/jobs", json={"method": "nope"})
         assert r.status_code == 400 and "allowed" in r.json()["error"]
         job = c.post("/v1/alignment/jobs", json={"method": "backprop"}).json()

@@ -363,7 +363,7 @@ def test_error_types_map_to_statuses_in_one_table():
     """The status follows the error's type, never words in its message ("full", "readable")."""
     from assistant.errors import (AssistantError, AudioError, BusyError, DiskFullError, ModelFilesError, NotFoundError,
                                   RefusedError, StoreError, UnreadableAudioError)
-    from services.api.app import _status_for
+    from assistant_services.api.app import _status_for
 
     cases = ((UnreadableAudioError("x"), 415), (AudioError("not a readable audio file, says the message"), 422),
              (NotFoundError("x"), 404), (BusyError("the queue is full"), 503), (RefusedError("x"), 409),

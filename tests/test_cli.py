@@ -17,12 +17,12 @@ from conftest import REPO, noise_wave
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "assistant_services.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_help_answers_without_importing_torch():
-    code = ("import sys; from services.cli import build_parser; build_parser().format_help(); "
+    code = ("import sys; from assistant_services.cli import build_parser; build_parser().format_help(); "
             "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
@@ -137,7 +137,7 @@ def test_the_cli_finds_the_system_service_s_daemon_or_says_how_to_join_its_group
     import json as _json
 
     from assistant.errors import AssistantError
-    from services import client as client_mod
+    from assistant_services import client as client_mod
 
     service = tmp_path / "var-lib-assistant"
     service.mkdir()

@@ -42,7 +42,7 @@ class FakeDaemon:
 
 @pytest.fixture()
 def daemon(monkeypatch):
-    import services.cli_align as cli_align
+    import assistant_services.cli_align as cli_align
 
     fake = FakeDaemon({})
     monkeypatch.setattr(cli_align, "_client", lambda args, config_of: fake)
@@ -51,7 +51,7 @@ def daemon(monkeypatch):
 
 
 def run(argv: list[str]) -> int:
-    from services.cli import main
+    from assistant_services.cli import main
 
     return main(argv)
 
@@ -92,7 +92,7 @@ def test_enough_prompts_ship_for_a_job_and_the_old_ones_keep_their_place():
 def test_a_restart_tops_up_the_shipped_prompts_and_the_listing_says_how_many_labels_are_needed(tmp_path):
     from assistant.store import open_store, repo
     from assistant.synth.text import SHIPPED_PROMPTS, shipped_prompts
-    from services.api.routes_admin import list_prompts
+    from assistant_services.api.routes_admin import list_prompts
 
     store = open_store(tmp_path / "data")
     try:
@@ -180,7 +180,7 @@ def test_align_shows_the_gate_s_own_bar_and_a_rejection_with_its_reason_and_both
 
 
 def test_align_exit_status_and_lines_for_the_other_outcomes(daemon, tmp_path, capsys):
-    from services.cli_align import progress_line
+    from assistant_services.cli_align import progress_line
 
     old = _job("running", progress=0.4, step=4)  # a daemon without "phase": training, as before
     assert progress_line(old).startswith("training [############") and "step 4" in progress_line(old)

@@ -17,7 +17,7 @@ import soundfile as sf
 
 from conftest import REPO
 from daemon_proc import DaemonProcess
-from services.terminal import shown
+from assistant_services.terminal import shown
 from pulse import pulse_server  # noqa: F401  (fixture)
 from speech import espeak_wav
 
@@ -136,7 +136,7 @@ def test_sigterm_exits_zero_and_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_pa
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(d.data_dir)}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "assistant_services.cli", *args], cwd=REPO, capture_output=True,
                               text=True, timeout=60, env=env)
 
     try:
@@ -199,7 +199,7 @@ def test_personalization_cli_verbs_talk_to_the_daemon(tiny_bundle, tmp_path):
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(d.data_dir)}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "assistant_services.cli", *args], cwd=REPO, capture_output=True,
                               text=True, timeout=60, env=env)
 
     try:

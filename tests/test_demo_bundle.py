@@ -95,7 +95,7 @@ def test_cli_respond_uses_the_shipped_bundle_by_default(espeak_clips, tmp_path):
     path, _ = espeak_clips[0]
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
     env.pop("ASSISTANT_CONFIG", None)
-    res = subprocess.run([sys.executable, "-m", "services.cli", "respond", "--json", str(path)], cwd=REPO,
+    res = subprocess.run([sys.executable, "-m", "assistant_services.cli", "respond", "--json", str(path)], cwd=REPO,
                          capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout)

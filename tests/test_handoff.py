@@ -8,7 +8,7 @@ import pytest
 from assistant.skills.executor import Executor
 from assistant.skills.handoff import NOT_SET_UP, handoff_action, read_reply
 from loopback_http import JsonServer, home_assistant_answer
-from services.handoff import HomeAssistantHandoff, WebhookHandoff
+from assistant_services.handoff import HomeAssistantHandoff, WebhookHandoff
 
 
 @pytest.mark.parametrize("reply, domain", [

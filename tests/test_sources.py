@@ -23,9 +23,9 @@ from assistant.config import VadConfig
 from assistant.errors import AudioError
 from assistant.vad import SpeechEnded, VadSegmenter
 from pulse import pulse_server  # noqa: F401 - fixture
-from services import sources
-from services.sources import GAP_S, FileSource, FrameQueue, MicSource, PcmConverter, silence_pcm
-from services.sources_ws import WebSocketSource
+from assistant_services import sources
+from assistant_services.sources import GAP_S, FileSource, FrameQueue, MicSource, PcmConverter, silence_pcm
+from assistant_services.sources_ws import WebSocketSource
 from speech import espeak_wav
 
 GAP = silence_pcm(GAP_S)
@@ -85,7 +85,7 @@ def test_queue_drops_oldest_and_logs_once_per_burst(caplog):
         with pytest.raises(asyncio.TimeoutError):
             await FrameQueue(2, "u").get(timeout=0.05)
 
-    with caplog.at_level(logging.WARNING, logger="services.pcm"):
+    with caplog.at_level(logging.WARNING, logger="assistant_services.pcm"):
         run(main())
     msgs = [r.getMessage() for r in caplog.records]
     assert sum("too slow" in m for m in msgs) == 1 and "t: dropped 6 audio blocks" in msgs
@@ -198,7 +198,7 @@ def test_mic_waits_for_a_missing_device_then_runs(fake_sd, caplog):
         assert src.state() == "stopped"
         assert abs(peak_hz(b"".join(out)[: 2 * 4800]) - 440) < 5
 
-    with caplog.at_level(logging.INFO, logger="services.sources"):
+    with caplog.at_level(logging.INFO, logger="assistant_services.sources"):
         run(main())
     msgs = [r.getMessage() for r in caplog.records]
     assert sum("no input device matching" in m for m in msgs) == 1, msgs  # logged once, not per retry
@@ -241,7 +241,7 @@ def test_mic_unplugged_reopens_when_back(fake_sd, caplog):
         await asyncio.wait_for(task, 3)
         return len(fake_sd.streams)
 
-    with caplog.at_level(logging.INFO, logger="services.sources"):
+    with caplog.at_level(logging.INFO, logger="assistant_services.sources"):
         assert run(main()) == 2
     msgs = [r.getMessage() for r in caplog.records]
     assert sum("device unplugged" in m for m in msgs) == 1

@@ -40,7 +40,7 @@ def test_the_echo_of_what_was_played_is_explained_and_a_voice_over_it_is_not(rep
 def test_the_speaker_plays_through_the_output_and_stops_at_once(pulse_server, reply_wave):  # noqa: F811
     import sounddevice as sd
 
-    from services.output import Speaker
+    from assistant_services.output import Speaker
 
     warm_output()
     events = []

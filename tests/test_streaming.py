@@ -11,8 +11,8 @@ import torch
 from assistant.engine.engine import DraftHint
 from assistant.engine.streaming import StreamingEncoder
 from assistant.store import open_store, repo
-from services.live import LiveStream
-from services.worker import UtteranceJob
+from assistant_services.live import LiveStream
+from assistant_services.worker import UtteranceJob
 
 from conftest import noise_wave
 from test_worker import make_worker, settle, statuses
@@ -85,7 +85,7 @@ def test_worker_encodes_chunks_during_speech_and_only_the_tail_at_the_end(store,
         with store.session() as s:
             uid = repo.record_utterance(s, data_dir=tmp_path / "data", samples=samples, source="mic").id
         w.submit(UtteranceJob(uid, samples, "mic", time.time(), stream=live))
-        settle(store, 1)
+        settle(w, store, 1)
         assert statuses(store)[uid] == "done"
         assert live.encoder.encode_calls == calls + 1  # the 0.3 s tail, nothing else
     finally:
@@ -105,7 +105,7 @@ def test_worker_falls_back_to_whole_encoding_when_the_stream_does_not_match(stor
         with store.session() as s:
             uid = repo.record_utterance(s, data_dir=tmp_path / "data", samples=other, source="mic").id
         w.submit(UtteranceJob(uid, other, "mic", time.time(), stream=live))
-        settle(store, 1)
+        settle(w, store, 1)
         assert statuses(store)[uid] == "done"
     finally:
         assert w.stop(60)
@@ -160,7 +160,7 @@ def test_the_pause_guess_is_the_turn_only_when_the_utterance_ends_there(store, t
         with store.session() as s:
             uid = repo.record_utterance(s, data_dir=tmp_path / "data", samples=final, source="mic").id
         w.submit(UtteranceJob(uid, final, "mic", time.time(), stream=live))
-        settle(store, 1)
+        settle(w, store, 1)
         with store.session() as s:
             u = repo.get_utterance(s, utterance_id=uid)
             timings, transcript = dict(u.timings), u.transcript

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from assistant.store import open_store, repo
-from services.worker import Activation, InferenceWorker, UtteranceJob
+from assistant_services.worker import Activation, InferenceWorker, UtteranceJob
 
 from conftest import noise_wave
 

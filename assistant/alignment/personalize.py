@@ -80,14 +80,18 @@ def shortfall(data: LabelledSet, config: "AlignmentConfig", *, gated: bool = Tru
     """Why ``data`` cannot give a (gated) job (checked before any training), or None when it can."""
     n = len(data.train) + len(data.heldout)
     more = max(0, labels_needed(config) - n)
-    hint = (f"label about {more} more utterances (assistant enroll, or correct transcripts)" if more
-            else "label a few more utterances (assistant enroll, or correct transcripts)")
+    what = f"about {more} more utterance{'s' if more != 1 else ''}" if more else "a few more utterances"
+    hint = f"label {what} (assistant enroll, or correct transcripts)"
     if len(data.train) < 2:
-        return f"only {len(data.train)} labelled training utterances of {n} labelled; {hint}"
+        return f"only {_count(len(data.train), 'labelled training utterance')} of {n} labelled; {hint}"
     if gated and len(data.heldout) < config.min_heldout:
-        return (f"only {len(data.heldout)} held-out utterances of {n} labelled; the gate needs "
+        return (f"only {_count(len(data.heldout), 'held-out utterance')} of {n} labelled; the gate needs "
                 f"{config.min_heldout} (alignment.min_heldout); {hint}")
     return None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def bundle_set(engine: "Engine", name: str) -> list:

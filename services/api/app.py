@@ -20,8 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant import __version__
 from assistant.errors import (AssistantError, AudioError, BridgeMismatchError, BusyError, DiskFullError, ModelFilesError,
                               NotFoundError, RefusedError, StoreError, UnreadableAudioError)
-from services.api.auth import require_token
-from services.api.errors import ApiError
+from assistant_services.api.auth import require_token
+from assistant_services.api.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ RETRY_AFTER_S = 1
 
 def _error(request: Request, status: int, message: str, headers: dict | None = None) -> JSONResponse:
     """An error answer: ``{"error": message}``, or OpenAI's error shape on its endpoints' paths."""
-    from services.api.routes_openai import PREFIX, openai_error
+    from assistant_services.api.routes_openai import PREFIX, openai_error
 
     response = openai_error(status, message) if request.url.path.startswith(PREFIX) else \
         JSONResponse({"error": message}, status_code=status)
@@ -71,8 +71,8 @@ def create_app(daemon) -> FastAPI:
                                    swagger_css_url="/static/swagger-ui/swagger-ui.css",
                                    swagger_favicon_url="/static/swagger-ui/favicon-32x32.png")
     app.state.daemon = daemon
-    from services.api.bodylimit import BodyLimit
-    from services.api.guard import HostGuard
+    from assistant_services.api.bodylimit import BodyLimit
+    from assistant_services.api.guard import HostGuard
 
     api = daemon.config.api
     app.add_middleware(BodyLimit, max_bytes=int(api.max_json_kb * 1024))
@@ -115,7 +115,7 @@ def create_app(daemon) -> FastAPI:
         """Liveness: no authentication."""
         return {"status": "ok", "version": __version__}
 
-    from services.api import routes_admin, routes_openai, routes_timers, routes_turns, routes_utterances, ws
+    from assistant_services.api import routes_admin, routes_openai, routes_timers, routes_turns, routes_utterances, ws
 
     auth = [Depends(require_token)]
     app.include_router(routes_turns.router, prefix="/v1", dependencies=auth)

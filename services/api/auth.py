@@ -7,7 +7,7 @@ import secrets
 
 from fastapi import Request
 
-from services.api.errors import ApiError
+from assistant_services.api.errors import ApiError
 
 
 def token_ok(daemon, header: str | None) -> bool:

@@ -8,9 +8,9 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from services.api.params import RowId, StrictBody, Text
-from services.api.uploads import multipart_doc, read_audio_upload
-from services.api.errors import ApiError
+from assistant_services.api.params import RowId, StrictBody, Text
+from assistant_services.api.uploads import multipart_doc, read_audio_upload
+from assistant_services.api.errors import ApiError
 
 router = APIRouter()
 
@@ -94,7 +94,7 @@ async def list_bridges(request: Request) -> dict:
 async def activate(request: Request, version: str) -> dict:
     """Make ``version`` the serving bridge (a rollback is the same swap): loaded and checked first, then
     swapped between utterances, then recorded as active."""
-    from services.bridges import activate_now
+    from assistant_services.bridges import activate_now
 
     d = request.app.state.daemon
     swapped = await activate_now(d, version)

@@ -20,9 +20,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 
-from services.api.params import StrictBody, Text
-from services.api.uploads import multipart_doc, read_upload
-from services.api.errors import ApiError
+from assistant_services.api.params import StrictBody, Text
+from assistant_services.api.uploads import multipart_doc, read_upload
+from assistant_services.api.errors import ApiError
 
 router = APIRouter(tags=["openai"])
 FORMATS = ("json", "text", "verbose_json", "srt", "vtt")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
-from services.api.params import RowId
-from services.api.routes_utterances import _in_session
+from assistant_services.api.params import RowId
+from assistant_services.api.routes_utterances import _in_session
 
 router = APIRouter(tags=["timers"])
 

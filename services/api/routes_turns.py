@@ -9,8 +9,8 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from services.api.params import StrictBody
-from services.api.uploads import multipart_doc, read_audio_upload
+from assistant_services.api.params import StrictBody
+from assistant_services.api.uploads import multipart_doc, read_audio_upload
 
 router = APIRouter(tags=["turns"])
 

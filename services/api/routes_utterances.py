@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import Field, model_validator
 
-from services.api.params import MAX_SQLITE_INT, RowId, SearchText, StrictBody, Text
-from services.api.errors import ApiError
+from assistant_services.api.params import MAX_SQLITE_INT, RowId, SearchText, StrictBody, Text
+from assistant_services.api.errors import ApiError
 
 router = APIRouter(tags=["utterances"])
 

@@ -8,7 +8,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from assistant.audio import Audio, load_audio
-from services.api.errors import ApiError
+from assistant_services.api.errors import ApiError
 
 
 def multipart_doc(field: str = "audio", **text_fields: str) -> dict:

@@ -10,7 +10,7 @@ import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from services.api.auth import token_ok
+from assistant_services.api.auth import token_ok
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -55,8 +55,8 @@ async def stream(ws: WebSocket) -> None:
     then binary PCM; its utterances are cut by the VAD and handled like the local microphone's."""
     if not await _authorized(ws):
         return
-    from services.pipeline import run_source
-    from services.sources_ws import WebSocketSource
+    from assistant_services.pipeline import run_source
+    from assistant_services.sources_ws import WebSocketSource
 
     d = ws.app.state.daemon
     client = f"{ws.client.host}:{ws.client.port}" if ws.client else "satellite"
