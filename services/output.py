@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from assistant.echo import QUIET_RMS, best_alignment
-from assistant.units import TARGET_RATE_HZ as RATE_HZ  # replies are synthesized at it (timers.py imports it here)
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ class Speaker:
             if stop.is_set():
                 return
             self._wave, self._t0, self._written = wave, time.monotonic(), 0
-            self.on_event("speaking", text=text, seconds=round(len(wave) / RATE_HZ, 2))
-            play(wave, RATE_HZ, self.device, stop, on_block=self._mark)
+            self.on_event("speaking", text=text, seconds=round(len(wave) / TARGET_RATE_HZ, 2))
+            play(wave, TARGET_RATE_HZ, self.device, stop, on_block=self._mark)
             self.on_event("speaking_ended", interrupted=stop.is_set())
         except Exception as exc:  # noqa: BLE001 - no device, no voice: the reply is still in the turn
             log.warning("could not speak the reply through %r with %s: %s (set [output] device and voice, or "
@@ -141,7 +141,7 @@ class Speaker:
         # A blocking write returns when the device has taken the samples before it: the timeline is
         # re-anchored at every block, so a stall of the device (the first stream a process opens through
         # ALSA's pulse plugin stalls ~1.6 s) shifts it instead of breaking the echo comparison.
-        self._t0 = time.monotonic() - written / RATE_HZ
+        self._t0 = time.monotonic() - written / TARGET_RATE_HZ
 
     def warm_up(self) -> None:
         """Open the output once with a moment of silence, in the background, once the microphone is open:
@@ -149,7 +149,7 @@ class Speaker:
         seconds, which is better at start than on the first reply. Sets ``ready``."""
         def run():
             try:
-                play(np.zeros(int(0.1 * RATE_HZ), np.float32), RATE_HZ, self.device, threading.Event())
+                play(np.zeros(int(0.1 * TARGET_RATE_HZ), np.float32), TARGET_RATE_HZ, self.device, threading.Event())
             except Exception as exc:  # noqa: BLE001 - reported again, with the fix, when a reply is said
                 log.warning("the output device %r cannot be opened: %s", self.device or "default", exc)
             finally:
@@ -167,8 +167,8 @@ class Speaker:
         sample, the echo's scale) for 16 kHz microphone audio that ended at monotonic ``end_time``,
         searched over every latency up to MAX_LATENCY_S; (share, None, 0) when nothing played is there."""
         n = len(window)
-        end = int((end_time - self._t0) * RATE_HZ)  # the played sample at the window's end, zero latency
-        lo, hi = max(0, end - n - int(MAX_LATENCY_S * RATE_HZ)), min(len(self._wave), end + int(0.05 * RATE_HZ))
+        end = int((end_time - self._t0) * TARGET_RATE_HZ)  # the played sample at the window's end, zero latency
+        lo, hi = max(0, end - n - int(MAX_LATENCY_S * TARGET_RATE_HZ)), min(len(self._wave), end + int(0.05 * TARGET_RATE_HZ))
         if hi - lo < n:  # the window is mostly after the reply's end: only silence there is still "echo"
             quiet = not n or float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
             return (1.0 if quiet else 0.0), None, 0.0

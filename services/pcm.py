@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 import soxr
 
-from assistant.units import TARGET_RATE_HZ as RATE_HZ  # services/sources.py re-exports it
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ GAP_S = 1.0  # silence pushed when an input goes away mid-stream, so the VAD clo
 
 
 def silence_pcm(seconds: float) -> bytes:
-    return bytes(2 * int(round(seconds * RATE_HZ)))
+    return bytes(2 * int(round(seconds * TARGET_RATE_HZ)))
 
 
 class PcmConverter:
@@ -35,8 +35,8 @@ class PcmConverter:
         self.rate_hz, self.channels = rate_hz, channels
         self._frame_bytes = 2 * channels
         self._carry = b""
-        self._resampler = (soxr.ResampleStream(rate_hz, RATE_HZ, 1, dtype="float32", quality="HQ")
-                           if rate_hz != RATE_HZ else None)
+        self._resampler = (soxr.ResampleStream(rate_hz, TARGET_RATE_HZ, 1, dtype="float32", quality="HQ")
+                           if rate_hz != TARGET_RATE_HZ else None)
 
     def __call__(self, data: bytes) -> bytes:
         data = self._carry + data if self._carry else bytes(data)

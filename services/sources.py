@@ -21,9 +21,10 @@ import numpy as np
 
 from assistant.audio import load_audio
 from assistant.errors import AssistantError, AudioError
-from assistant_services.pcm import GAP_S, RATE_HZ, FrameQueue, PcmConverter, silence_pcm
+from assistant.units import TARGET_RATE_HZ
+from assistant_services.pcm import GAP_S, FrameQueue, PcmConverter, silence_pcm
 
-__all__ = ["AudioSource", "FileSource", "MicSource", "FrameQueue", "PcmConverter", "GAP_S", "RATE_HZ",
+__all__ = ["AudioSource", "FileSource", "MicSource", "FrameQueue", "PcmConverter", "GAP_S",
            "silence_pcm", "find_input_device", "refresh_devices"]
 
 _SD_ERROR = ""
@@ -193,9 +194,9 @@ class MicSource:
             return "missing"
         index, info = found
         try:
-            rate = RATE_HZ
+            rate = TARGET_RATE_HZ
             try:
-                sd.check_input_settings(device=index, channels=1, dtype="int16", samplerate=RATE_HZ)
+                sd.check_input_settings(device=index, channels=1, dtype="int16", samplerate=TARGET_RATE_HZ)
             except (sd.PortAudioError, ValueError):
                 rate = int(info["default_samplerate"])  # e.g. a 44.1/48 kHz-only USB mic: resample here
             with self._lock:
@@ -217,7 +218,7 @@ class MicSource:
         self._stream = stream
         self.opened_rate_hz = rate
         self._queue.clear_interrupt()
-        note = "" if rate == RATE_HZ else f", resampled {rate} -> {RATE_HZ} Hz"
+        note = "" if rate == TARGET_RATE_HZ else f", resampled {rate} -> {TARGET_RATE_HZ} Hz"
         self._set_state("running", f"recording from {info['name']!r} (index {index}){note}")
         return None
 
@@ -284,7 +285,7 @@ class FileSource:
         self.name = f"file:{self.path.name}"
         self.realtime = realtime
         self.gap_s = gap_s
-        self.block_bytes = 2 * RATE_HZ * block_ms // 1000
+        self.block_bytes = 2 * TARGET_RATE_HZ * block_ms // 1000
         self._state = "stopped"
         self._closed = False
 
@@ -330,7 +331,7 @@ class FileSource:
                     block = data[off:off + self.block_bytes]
                     sent += len(block) // 2
                     # Real time: hand out a block once the clock has reached its end, like a mic would.
-                    await asyncio.sleep(max(0.0, t0 + sent / RATE_HZ - loop.time()) if self.realtime else 0)
+                    await asyncio.sleep(max(0.0, t0 + sent / TARGET_RATE_HZ - loop.time()) if self.realtime else 0)
                     yield block
         self._state = "finished"
         log.info("%s: finished", self.name)

@@ -80,10 +80,11 @@ class Ringer:
                         "[actions] ring = false)", self.device or "default", exc)
 
     def _play_sounddevice(self, stop: threading.Event, seconds: float) -> None:
-        from assistant_services.output import RATE_HZ, play
+        from assistant.units import TARGET_RATE_HZ
+        from assistant_services.output import play
 
-        period = chime(RATE_HZ)
-        play(np.tile(period, int(np.ceil(seconds * RATE_HZ / len(period))))[: int(seconds * RATE_HZ)], RATE_HZ,
+        period = chime(TARGET_RATE_HZ)
+        play(np.tile(period, int(np.ceil(seconds * TARGET_RATE_HZ / len(period))))[: int(seconds * TARGET_RATE_HZ)], TARGET_RATE_HZ,
              self.device, stop)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from assistant import units
 from assistant.synth import corpus, lexicon, voices
 from assistant.synth.text import (
     Utterance, base_sentences, enrollment_prompts, has_personal_word, lm_training_text,
@@ -115,7 +116,7 @@ def test_engines_make_16k_speech(spec, binary):
     _need(binary, "sox")
     x = voices.synthesize(spec, "set a timer for five minutes", seed=0)
     assert x.dtype == np.float32 and x.ndim == 1
-    assert 0.8 < len(x) / voices.RATE_HZ < 5.0  # about two seconds of speech
+    assert 0.8 < len(x) / units.TARGET_RATE_HZ < 5.0  # about two seconds of speech
     assert np.sqrt(np.mean(x ** 2)) > 0.01 and np.max(np.abs(x)) <= 0.99 + 1e-6
 
 

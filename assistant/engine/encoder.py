@@ -17,7 +17,7 @@ import torch
 
 from assistant.bundle import POINTER_NAME
 from assistant.errors import ModelFilesError
-from assistant.units import TARGET_RATE_HZ as SAMPLE_RATE_HZ  # engine/streaming.py imports it from here
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class SpeechEncoder:
                 mask.sum(-1)
         inputs = self.feature_extractor(
             [np.asarray(w, dtype=np.float32) for w in waves],
-            sampling_rate=SAMPLE_RATE_HZ,
+            sampling_rate=TARGET_RATE_HZ,
             return_tensors="pt",
             padding=True,
         )
@@ -168,7 +168,7 @@ class SpeechEncoder:
     def _measure_frame_rate(self) -> float:
         # From the feature extractor and the model's length formula: no forward pass needed.
         seconds = 4.0
-        _, in_len = self._prepare([np.zeros(int(seconds * SAMPLE_RATE_HZ), dtype=np.float32)])
+        _, in_len = self._prepare([np.zeros(int(seconds * TARGET_RATE_HZ), dtype=np.float32)])
         return float(self._out_lengths(in_len)[0]) / seconds
 
     @torch.inference_mode()

@@ -15,7 +15,8 @@ import copy
 import numpy as np
 import torch
 
-from assistant.engine.encoder import SAMPLE_RATE_HZ, EncoderOutput, SpeechEncoder
+from assistant.engine.encoder import EncoderOutput, SpeechEncoder
+from assistant.units import TARGET_RATE_HZ
 
 
 class StreamingEncoder:
@@ -24,9 +25,9 @@ class StreamingEncoder:
         if chunk_s <= 0 or context_s < 0 or lookahead_s < 0:
             raise ValueError("chunk_s must be > 0, context_s >= 0 and lookahead_s >= 0")
         self.encoder = encoder
-        self.chunk = int(chunk_s * SAMPLE_RATE_HZ)
-        self.context = int(context_s * SAMPLE_RATE_HZ)
-        self.lookahead = int(lookahead_s * SAMPLE_RATE_HZ)
+        self.chunk = int(chunk_s * TARGET_RATE_HZ)
+        self.context = int(context_s * TARGET_RATE_HZ)
+        self.lookahead = int(lookahead_s * TARGET_RATE_HZ)
         self.reset()
 
     def reset(self) -> None:

@@ -32,7 +32,8 @@ from assistant.audio import Audio, to_wav_bytes
 from assistant.errors import AssistantError
 from assistant.synth import text as tx
 from assistant.synth.voice_spec import SynthError, VoiceSpec, parse
-from assistant.synth.voices import RATE_HZ, check_voice, synthesize
+from assistant.synth.voices import check_voice, synthesize
+from assistant.units import TARGET_RATE_HZ
 from assistant.synth.voices_sets import heldout_voice_for, train_voice_for
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _write_clip(spec: VoiceSpec, text: str, seed: int, path: Path) -> float:
         os.replace(tmp, path)  # atomic on POSIX: readers see nothing or the whole file
     finally:
         tmp.unlink(missing_ok=True)
-    return len(x) / RATE_HZ
+    return len(x) / TARGET_RATE_HZ
 
 
 def _write_text_atomic(path: Path, content: str) -> None:
@@ -124,7 +125,7 @@ def generate(items: Sequence[Item], out_dir: str | os.PathLike, *, seed: int = 0
     for spec, utt, key, path in rows:
         dur = durations.get(key)
         if dur is None:
-            dur = sf.info(str(path)).frames / RATE_HZ
+            dur = sf.info(str(path)).frames / TARGET_RATE_HZ
         lines.append(json.dumps({
             "id": f"{utt.id}-{key[:8]}", "voice": str(spec), "text": utt.text, "reply": utt.reply,
             "audio": str(path.resolve()), "duration_s": round(dur, 4), "domain": utt.domain,

@@ -23,12 +23,12 @@ import soundfile as sf
 import soxr
 
 from assistant.synth.voice_spec import SynthError, VoiceSpec, parse
-from assistant.units import TARGET_RATE_HZ as RATE_HZ  # synth/corpus.py imports it from here
+from assistant.units import TARGET_RATE_HZ
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SynthError", "VoiceSpec", "parse", "check_engine", "check_voice", "engine_voices",
-           "synthesize", "RATE_HZ"]
+           "synthesize"]
 
 _TIMEOUT_S = 60
 _BINARIES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave", "sox": "sox"}
@@ -177,7 +177,7 @@ def synthesize(spec: VoiceSpec | str, text: str, *, seed: int = 0) -> np.ndarray
         if spec.sox_effects:
             # Float output: effects like gain/overdrive may exceed full scale, and float skips
             # sox's (random) dither; -R keeps anything random in sox repeatable anyway.
-            _run([_which("sox"), "-R", "-V1", str(raw), "-r", str(RATE_HZ), "-c", "1",
+            _run([_which("sox"), "-R", "-V1", str(raw), "-r", str(TARGET_RATE_HZ), "-c", "1",
                   "-e", "floating-point", "-b", "32", str(out), *spec.sox_effects],
                  what=f"sox {' '.join(spec.sox_effects)}")
             x, rate = sf.read(out, dtype="float32", always_2d=True)
@@ -186,8 +186,8 @@ def synthesize(spec: VoiceSpec | str, text: str, *, seed: int = 0) -> np.ndarray
             # process fewer per clip (~8 ms serial; the espeak-ng start-up itself is ~16 ms).
             x, rate = sf.read(raw, dtype="float32", always_2d=True)
     x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
-    if rate != RATE_HZ:
-        x = soxr.resample(x, rate, RATE_HZ, quality="HQ").astype(np.float32)
+    if rate != TARGET_RATE_HZ:
+        x = soxr.resample(x, rate, TARGET_RATE_HZ, quality="HQ").astype(np.float32)
     if len(x) == 0 or not np.any(x):
         raise SynthError(f"{spec} produced silence for {text[:60]!r}",
                          fix="check the text has words the engine can say and the effects")
@@ -196,5 +196,5 @@ def synthesize(spec: VoiceSpec | str, text: str, *, seed: int = 0) -> np.ndarray
     peak = float(np.max(np.abs(x)))
     if peak > 0.99:  # stored as 16-bit: scale down rather than clip
         x = (x * (0.99 / peak)).astype(np.float32)
-    log.debug("synthesized %.2f s with %s", len(x) / RATE_HZ, spec)
+    log.debug("synthesized %.2f s with %s", len(x) / TARGET_RATE_HZ, spec)
     return np.ascontiguousarray(x, dtype=np.float32)
