@@ -8,9 +8,9 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from assistant.errors import AssistantError, NotFoundError, RefusedError
 from assistant_services.api.params import RowId, StrictBody, Text
 from assistant_services.api.uploads import multipart_doc, read_audio_upload
-from assistant_services.api.errors import ApiError
 
 router = APIRouter()
 
@@ -62,7 +62,7 @@ async def record_prompt(request: Request, prompt_id: RowId) -> dict:
     def get_prompt(s):
         p = s.get(EnrollmentPrompt, prompt_id)
         if p is None:
-            raise ApiError(404, f"enrollment prompt {prompt_id} does not exist")
+            raise NotFoundError(f"enrollment prompt {prompt_id} does not exist")
         return p.text
 
     text = await _in_session(request, get_prompt)
@@ -123,10 +123,10 @@ async def create_job(request: Request, body: JobIn | None = None) -> dict:
 
     d = request.app.state.daemon
     if not d.config.alignment.enabled:
-        raise ApiError(409, "personalization is disabled (alignment.enabled = false in the config)")
+        raise RefusedError("personalization is disabled", fix="set alignment.enabled = true in the config")
     method = (body.method if body else None) or d.config.alignment.method
     if method not in METHODS:
-        raise ApiError(400, f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
+        raise AssistantError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
     job = await _in_session(request, lambda s: repo.job_to_dict(repo.create_job(s, method=method, trigger="api")))
     d.bus.publish("job", job_id=job["id"], state=job["state"])
     return job
