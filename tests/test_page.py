@@ -108,9 +108,10 @@ def test_the_page_lists_turns_and_takes_a_correction_in_a_real_browser(tiny_bund
                 shot = await b.call("Page.captureScreenshot", format="png")
                 sections = await b.js("[...document.querySelectorAll('h2')].map(h => h.textContent)")
                 drawn = await b.js("document.querySelector('#plot text').getBBox().width")  # SVG really drawn
-                return listed, token_left, shot, sections, drawn
+                enrollment = await b.js("document.getElementById('enrollment').textContent")
+                return listed, token_left, shot, sections, drawn, enrollment
 
-        listed, token_left, shot, sections, drawn = asyncio.run(run())
+        listed, token_left, shot, sections, drawn, enrollment = asyncio.run(run())
         artifacts.mkdir(parents=True, exist_ok=True)
         (artifacts / "page.png").write_bytes(base64.b64decode(shot["data"]))
     finally:
@@ -123,5 +124,7 @@ def test_the_page_lists_turns_and_takes_a_correction_in_a_real_browser(tiny_bund
     assert rows[ids[0]]["label"]["source"] == "correction"
     assert rows[ids[1]]["label"]["source"] == "confirmed"
     assert sections == ["Recent turns", "Enrollment", "Voice versions", "Timers and alarms"] and drawn > 100
+    # the two labels just given: a job needs about 50 (the [alignment] defaults)
+    assert "2 labelled utterances, about 48 more before your voice can be learned" in enrollment, enrollment
     assert (artifacts / "page.png").stat().st_size > 10_000
     print(f"screenshot: {artifacts / 'page.png'}")

@@ -125,8 +125,11 @@ async function refresh() {
     api("GET", "/v1/timers").catch(() => ({ timers: [] }))]);
   document.querySelector("#turns tbody").replaceChildren(...turns.utterances.map(turnRow));
   const recorded = prompts.prompts.filter((p) => p.recorded_utterance_id).length;
+  const more = Math.max(0, (prompts.labels_needed || 0) - (prompts.labelled || 0));
   document.getElementById("enrollment").textContent =
-    `${recorded} of ${prompts.prompts.length} prompts recorded (assistant enroll records the next one).`;
+    `${recorded} of ${prompts.prompts.length} prompts recorded (assistant enroll records the next one); ` +
+    `${prompts.labelled} labelled utterances, ` +
+    (more ? `about ${more} more before your voice can be learned.` : "enough to learn your voice.");
   document.querySelector("#bridges tbody").replaceChildren(...bridges.versions.map((v) => bridgeRow(v, bridges.active)));
   plot(bridges.versions);
   document.querySelector("#timers tbody").replaceChildren(...timers.timers.map(timerRow));
