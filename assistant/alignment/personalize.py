@@ -213,5 +213,5 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
                                  generic=generic, config=config)
     kept = candidates[chosen]
     return Outcome(state=ACCEPTED if result.accepted else REJECTED, method=method, reason=result.reason,
-                   candidate=kept, variants=tuple(candidates), gate=result, routed=bool(kept.config.voice_routing), train_s=train_s,
-                   gate_s=time.perf_counter() - t1, summary=data.summary())
+                   candidate=kept, variants=tuple(candidates), gate=result, routed=bool(kept.config.voice_routing),
+                   train_s=train_s, gate_s=time.perf_counter() - t1, summary=data.summary())
