@@ -61,6 +61,26 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
     return run
 
 
+def daemon_method(method: str) -> Method:
+    """``method`` with the daemon's ``[alignment]`` defaults (routing off: nothing gates here)."""
+    def run(engine, adapt, seed):
+        from dataclasses import replace
+
+        from assistant.alignment.data import Example, LabelledSet
+        from assistant.alignment.personalize import personalize
+        from assistant.config import AlignmentConfig
+
+        cfg = replace(AlignmentConfig(), method=method, voice_routing="off")
+        train = [Example(i, t, e, e.n_frames / e.frame_rate_hz) for i, (e, t) in enumerate(adapt)]
+        out = personalize(engine, LabelledSet(train=train, heldout=[], cached=len(train), reencoded=0), cfg,
+                          method=method, seed=seed, gated=False, generic=[])
+        if out.candidate is None:
+            raise SystemExit(f"{method}: {out.reason}")
+        return out.candidate
+
+    return run
+
+
 # The shipped adapter (alignment.adapter_kernel / adapter_dropout): 9 frames of context, dropout 0.3.
 # The "-frame" methods use a per-frame adapter without dropout. bench/RESULTS.md rows named "ctc" or "head"
 # that come before its section "Personalization: a context adapter, word spotting, ..." used that per-frame
@@ -107,6 +127,9 @@ METHODS: dict[str, Method | None] = {
     "head-frame+voice": trainer("backprop", anchor=1e-2, replay_share=0.25, personal_head=True,
                                 parent_lr_scale=0.1, voice_routing=True),
     "ctc+lexicon": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, lexicon_bonus=1.0),
+    # What a user who sets [alignment] method = X gets: the daemon's defaults for X (its steps and rate,
+    # personal head, adapter, anchor, replay, spotting), all adaptation utterances, routing off.
+    **{f"{m}@daemon": daemon_method(m) for m in ("ctc", "backprop", "zo", "embed", "embed+backprop")},
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
     "embed+backprop": trainer("embed+backprop"),

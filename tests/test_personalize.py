@@ -121,3 +121,17 @@ def test_a_pause_saves_a_checkpoint_the_next_call_resumes(tiny_engine, data, tmp
     with pytest.raises(ValueError, match="checkpoint_to"):
         personalize(tiny_engine, data, CFG, method="backprop", seed=3, should_pause=lambda: True, generic=[],
                     replay=[])
+
+
+def test_a_bridge_with_nothing_to_train_is_refused_before_training(tiny_engine, data):
+    import copy
+
+    import torch
+
+    from assistant.engine.checkpoint import LoadedBridge
+
+    bare = copy.copy(tiny_engine)  # the same models, serving a bridge without weights (like a shipped ctc bridge)
+    bare.bridge = LoadedBridge(module=torch.nn.Identity(), config=tiny_engine.bridge.config)
+    out = personalize(bare, data, CFG, method="zo", seed=0, generic=[], replay=[])
+    assert out.state == REJECTED and out.candidate is None and "no weights of its own" in out.reason
+    assert "alignment.personal_head" in out.reason

@@ -90,6 +90,18 @@ def shortfall(data: LabelledSet, config: "AlignmentConfig", *, gated: bool = Tru
     return None
 
 
+def untrainable(engine: "Engine", config: "AlignmentConfig") -> str | None:
+    """Why no method can train anything on the serving bridge, or None: a bridge without weights of its
+    own (a ctc bridge whose transcript is its CTC reading) is trained only through a personal head."""
+    parent = engine.bridge
+    if next(parent.module.parameters(), None) is not None:
+        return None
+    if parent.kind == "ctc" and engine.encoder.ctc_head is not None and config.personal_head:
+        return None
+    return (f"the serving bridge {parent.version} has no weights of its own to train, and no personal head "
+            "can grow on it: set alignment.personal_head = true (a ctc bridge on an encoder with a CTC head)")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -136,7 +148,7 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
     parent = engine.bridge
     method = resolve_method(method, bridge_kind=parent.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
                             personal_head=config.personal_head)
-    missing = shortfall(data, config, gated=gated)
+    missing = untrainable(engine, config) or shortfall(data, config, gated=gated)
     if missing is not None:
         return Outcome(state=REJECTED, method=method, reason=missing, summary=data.summary())
     replay = list(replay) if replay is not None else bundle_set(engine, "replay")
