@@ -135,3 +135,19 @@ def test_a_bridge_with_nothing_to_train_is_refused_before_training(tiny_engine, 
     out = personalize(bare, data, CFG, method="zo", seed=0, generic=[], replay=[])
     assert out.state == REJECTED and out.candidate is None and "no weights of its own" in out.reason
     assert "alignment.personal_head" in out.reason
+
+
+def test_methods_through_the_llm_are_refused_on_a_text_input_bridge(tiny_engine, data):
+    import copy
+
+    import torch
+
+    from assistant.engine.checkpoint import LoadedBridge
+
+    module = torch.nn.Linear(2, 2)
+    module.text_input = True  # hands the LLM text (the shipped bundle's ctc bridge): only its head learns
+    textual = copy.copy(tiny_engine)
+    textual.bridge = LoadedBridge(module=module, config=tiny_engine.bridge.config)
+    for method in ("backprop", "zo", "embed", "embed+backprop"):
+        out = personalize(textual, data, CFG, method=method, seed=0, generic=[], replay=[])
+        assert out.state == REJECTED and out.candidate is None and "use 'ctc' or 'default'" in out.reason

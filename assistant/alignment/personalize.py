@@ -90,10 +90,14 @@ def shortfall(data: LabelledSet, config: "AlignmentConfig", *, gated: bool = Tru
     return None
 
 
-def untrainable(engine: "Engine", config: "AlignmentConfig") -> str | None:
-    """Why no method can train anything on the serving bridge, or None: a bridge without weights of its
-    own (a ctc bridge whose transcript is its CTC reading) is trained only through a personal head."""
+def unfit(engine: "Engine", config: "AlignmentConfig", method: str) -> str | None:
+    """Why the resolved ``method`` cannot train the serving bridge (checked before training), or None.
+    A text-input ctc bridge hands the LLM text: only its personal head (``ctc``) learns; a bridge without
+    weights of its own is trained only through a personal head."""
     parent = engine.bridge
+    if method != "ctc" and getattr(parent.module, "text_input", False):
+        return (f"method {method!r} trains the bridge through the LLM's input, but the serving bridge "
+                f"{parent.version} hands the LLM text (the transcript is its CTC reading): use 'ctc' or 'default'")
     if next(parent.module.parameters(), None) is not None:
         return None
     if parent.kind == "ctc" and engine.encoder.ctc_head is not None and config.personal_head:
@@ -148,7 +152,7 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
     parent = engine.bridge
     method = resolve_method(method, bridge_kind=parent.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
                             personal_head=config.personal_head)
-    missing = untrainable(engine, config) or shortfall(data, config, gated=gated)
+    missing = unfit(engine, config, method) or shortfall(data, config, gated=gated)
     if missing is not None:
         return Outcome(state=REJECTED, method=method, reason=missing, summary=data.summary())
     replay = list(replay) if replay is not None else bundle_set(engine, "replay")
