@@ -19,7 +19,7 @@ from assistant.strict import from_dict
 
 # The personalization methods ``[alignment] method`` may name; ``alignment.trainers`` builds a recipe for
 # each (``make_recipe``), "default" standing for the best one the bridge allows (``resolve_method``).
-METHODS = ("default", "backprop", "zo", "embed", "embed+backprop", "ctc")
+METHODS = ("default", "backprop", "zo", "embed", "ctc")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -232,7 +232,7 @@ class AlignmentConfig:
     """Personalized alignment of the bridge at idle time (see assistant/alignment/)."""
 
     enabled: bool = True
-    method: str = "default"  # default | backprop | zo | embed | embed+backprop | ctc
+    method: str = "default"  # default | backprop | zo | embed | ctc
     idle_s: float = 300.0  # no speech and no API turns for this long before a job starts
     min_new_labels: int = 20  # labels added since the last job
     window: str = "00:00-24:00"  # local time range in which jobs may run, e.g. "01:00-06:00"

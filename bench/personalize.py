@@ -129,10 +129,9 @@ METHODS: dict[str, Method | None] = {
     "ctc+lexicon": trainer("ctc", anchor=1e-2, replay_share=0.25, personal_head=True, lexicon_bonus=1.0),
     # What a user who sets [alignment] method = X gets: the daemon's defaults for X (its steps and rate,
     # personal head, adapter, anchor, replay, spotting), all adaptation utterances, routing off.
-    **{f"{m}@daemon": daemon_method(m) for m in ("ctc", "backprop", "zo", "embed", "embed+backprop")},
+    **{f"{m}@daemon": daemon_method(m) for m in ("ctc", "backprop", "zo", "embed")},
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
-    "embed+backprop": trainer("embed+backprop"),
 }
 
 

@@ -29,7 +29,7 @@ def add_commands(sub, config_of) -> None:
     en.add_argument("--data-dir", metavar="DIR")
     en.set_defaults(func=lambda a: cmd_enroll(a, config_of))
     al = sub.add_parser("align", help="personalize the bridge now on your labelled utterances")
-    al.add_argument("--method", help="backprop | zo | embed | embed+backprop | ctc | default")
+    al.add_argument("--method", help="default | ctc | backprop | zo | embed")
     al.add_argument("--no-wait", action="store_true", help="start the job and return")
     al.add_argument("--data-dir", metavar="DIR")
     al.set_defaults(func=lambda a: cmd_align(a, config_of))

@@ -148,6 +148,6 @@ def test_methods_through_the_llm_are_refused_on_a_text_input_bridge(tiny_engine,
     module.text_input = True  # hands the LLM text (the shipped bundle's ctc bridge): only its head learns
     textual = copy.copy(tiny_engine)
     textual.bridge = LoadedBridge(module=module, config=tiny_engine.bridge.config)
-    for method in ("backprop", "zo", "embed", "embed+backprop"):
+    for method in ("backprop", "zo", "embed"):
         out = personalize(textual, data, CFG, method=method, seed=0, generic=[], replay=[])
         assert out.state == REJECTED and out.candidate is None and "use 'ctc' or 'default'" in out.reason

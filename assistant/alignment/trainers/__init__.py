@@ -6,7 +6,6 @@ cleanup). Methods:
 - ``backprop``: transcript loss through the frozen LLM, AdamW (backprop.py);
 - ``zo``: MeZO-style SPSA with AdaZeta's query schedule, forward passes only (zo.py; optional TT adapter);
 - ``embed``: match the LLM's input embeddings of the transcript, no LLM forward (embed.py);
-- ``embed+backprop``: embed for half the steps, then backprop (combo.py);
 - ``ctc``: the personal CTC head and adapter alone, CTC loss, no LLM forward (ctc.py);
 - ``default``: ``DEFAULT_METHOD`` (ctc) where the bridge can grow a personal head, else
   ``FALLBACK_METHOD`` (backprop); with the daemon's ``[alignment]`` defaults (a 9-frame adapter with
@@ -22,7 +21,6 @@ from typing import Any, Sequence
 from assistant.config import METHODS
 from assistant.alignment.trainers.backprop import BackpropRecipe
 from assistant.alignment.trainers.base import LabelledExample, Progress, Recipe, TrainSettings
-from assistant.alignment.trainers.combo import SequentialRecipe
 from assistant.alignment.trainers.ctc import CtcRecipe
 from assistant.alignment.trainers.embed import EmbedRecipe
 from assistant.alignment.trainers.zo import ZeroOrderRecipe
@@ -65,14 +63,14 @@ def settings_for(cfg: Any, method: str, *, seed: int, replay: Sequence[Any] = ()
 
 def recipe_options(method: str, cfg: Any) -> dict[str, Any]:
     """Recipe constructor options from ``[alignment]``: gradient checkpointing for the backprop methods."""
-    if cfg.gradient_checkpointing and method in ("backprop", "embed+backprop"):
+    if cfg.gradient_checkpointing and method == "backprop":
         return {"gradient_checkpointing": True}
     return {}
 
 
 def make_recipe(method: str, **options: Any) -> Recipe:
     """A fresh recipe for ``method``; ``options`` go to the recipe's constructor
-    (backprop / embed+backprop: ``gradient_checkpointing``; zo: ``eps``, ``alpha``, ``beta``, ``q_max``,
+    (backprop: ``gradient_checkpointing``; zo: ``eps``, ``alpha``, ``beta``, ``q_max``,
     ``tt_rank``, ``learning_rate``)."""
     if method == "default":
         method = DEFAULT_METHOD
@@ -84,11 +82,9 @@ def make_recipe(method: str, **options: Any) -> Recipe:
         return EmbedRecipe(**options)
     if method == "ctc":
         return CtcRecipe(**options)
-    if method == "embed+backprop":
-        return SequentialRecipe("embed+backprop", [(EmbedRecipe(), 0.5), (BackpropRecipe(**options), 0.5)])
     raise ValueError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
 
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "FALLBACK_METHOD", "resolve_method", "make_recipe", "step_defaults",
            "settings_for", "recipe_options", "STEP_DEFAULTS", "Recipe", "TrainSettings", "Progress", "LabelledExample",
-           "BackpropRecipe", "ZeroOrderRecipe", "EmbedRecipe", "SequentialRecipe", "CtcRecipe"]
+           "BackpropRecipe", "ZeroOrderRecipe", "EmbedRecipe", "CtcRecipe"]

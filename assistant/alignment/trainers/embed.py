@@ -21,7 +21,7 @@ rows are ~0.01 in size, which would make a raw MSE vanish next to the cosine ter
 matches directions, the MSE term norms. Batch loss: mean over utterances.
 
 This objective only approximates the transcript loss (the LLM was never trained to read speech
-embeddings equal to its token embeddings), which is why ``embed+backprop`` uses it as a warm start.
+embeddings equal to its token embeddings).
 """
 
 from __future__ import annotations
