@@ -81,6 +81,17 @@ def daemon_method(method: str) -> Method:
     return run
 
 
+def words_only(engine, adapt, seed):
+    """No training: the serving bridge with the user's own words (from the adaptation labels) for word
+    spotting, as a job attaches them to its candidate; what the words alone are worth."""
+    from assistant.alignment.lexicon import personal_lexicon, with_lexicon
+    from assistant.config import AlignmentConfig
+
+    words = personal_lexicon([t for _, t in adapt], [], vocabulary=engine.vocabulary)
+    cfg = AlignmentConfig()
+    return with_lexicon(engine.bridge, words, cfg.lexicon_bonus, spotting=True, spot_margin=cfg.lexicon_spot_margin)
+
+
 # The shipped adapter (alignment.adapter_kernel / adapter_dropout): 9 frames of context, dropout 0.3.
 # The "-frame" methods use a per-frame adapter without dropout. bench/RESULTS.md rows named "ctc" or "head"
 # that come before its section "Personalization: a context adapter, word spotting, ..." used that per-frame
@@ -90,6 +101,7 @@ CTC_STEPS = {"steps": 600, "lr": 3e-3}  # alignment.trainers.STEP_DEFAULTS["ctc"
 
 METHODS: dict[str, Method | None] = {
     "base": None,
+    "spot": words_only,
     "backprop": trainer("backprop"),
     "backprop+replay": trainer("backprop", anchor=1e-2, replay_share=0.25),
     "backprop-gentle": trainer("backprop", steps=100, lr=2e-4, anchor=1e-2, replay_share=0.25),
