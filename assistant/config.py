@@ -264,6 +264,9 @@ class AlignmentConfig:
     # a prior for the names they say (flite slt: names right 0.34 at 0 -> 0.58 at -15, generic speech
     # unchanged; bench/RESULTS.md "Personalization on the shipped bundle")
     lexicon_spotting: bool = True
+    # the serving bridge spots the words of every label at once, before any training ("call leocadia" is
+    # heard right as soon as a prompt or a correction names her); needs the bundle's vocabulary
+    spot_user_words: bool = True
     lexicon_spot_margin: float = -15.0
     # a personal head serves only utterances in the user's voice, other speakers get the parent's path:
     # "on" always, "off" never, "auto": the gate scores the candidate both ways and keeps the better one that

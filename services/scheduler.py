@@ -73,11 +73,55 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class UserWords:
+    """The serving bridge spots the words of every label (the user's contacts and places) from the moment
+    a label names them, with no training: ``alignment.spot_user_words``. Checked on each scheduler tick
+    while no job runs; the label texts are read again only when their count changed, and the bridge is
+    swapped (on the inference thread) only when its words differ, e.g. after a job's bridge came in."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self._labels = -1
+        self._words: tuple[str, ...] = ()
+        self._refused: tuple[str, ...] | None = None
+
+    def refresh(self) -> bool:
+        """Bring the serving bridge's words up to date; True when it swapped."""
+        from assistant.alignment.lexicon import personal_lexicon, words_only
+        from assistant.store import repo
+
+        cfg, engine = self.ctx.config, self.ctx.engine()
+        if not (cfg.spot_user_words and cfg.lexicon_spotting and engine.vocabulary):
+            return False  # without the bundle's vocabulary no word can be told to be the user's own
+        with self.ctx.store.session(write=False) as s:
+            n = repo.count_labels_since(s)
+            if n != self._labels:
+                self._words = personal_lexicon(repo.label_texts(s), (), vocabulary=engine.vocabulary)
+                self._labels = n
+        want = words_only(engine.bridge, self._words, cfg).config
+        have = engine.bridge.config
+        if (have.lexicon, have.lexicon_spotting) == (want.lexicon, want.lexicon_spotting):
+            return False
+        words = self._words
+        if words == self._refused:
+            return False
+        try:
+            self.ctx.on_engine(lambda e: e.swap_bridge(words_only(e.bridge, words, cfg))).result(ACTIVATE_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the bridge serves on without them; not retried for these words
+            self._refused = words
+            log.warning("the serving bridge cannot take the user's %d words: %s", len(words), exc)
+            return False
+        log.info("the serving bridge spots %d words of the user's labels", len(words))
+        self.ctx.publish("user_words", count=len(words))
+        return True
+
+
 class Scheduler:
     def __init__(self, ctx: JobContext, poll_s: float = 1.0) -> None:
         self.ctx, self.poll_s = ctx, poll_s
         self.cfg = ctx.config
         self.runner: JobRunner | None = None
+        self.words = UserWords(ctx)
 
     async def run(self) -> None:
         await asyncio.to_thread(self._recover)
@@ -112,6 +156,7 @@ class Scheduler:
         if self.runner is not None and self.runner.is_alive():
             return
         self.runner = None
+        await asyncio.to_thread(self.words.refresh)
         job = await asyncio.to_thread(self._next_job)
         if job is None:
             return

@@ -151,3 +151,29 @@ def test_methods_through_the_llm_are_refused_on_a_text_input_bridge(tiny_engine,
     for method in ("backprop", "zo", "embed"):
         out = personalize(textual, data, CFG, method=method, seed=0, generic=[], replay=[])
         assert out.state == REJECTED and out.candidate is None and "use 'ctc' or 'default'" in out.reason
+
+
+def test_the_gate_compares_both_bridges_with_the_training_labels_words(tiny_engine, data):
+    """The serving bridge may spot every label's words (held-out ones too); the gate must not let that
+    count for it: both sides are scored with the words of the training labels alone."""
+    import copy
+    from dataclasses import replace as dc_replace
+
+    from assistant.engine.checkpoint import LoadedBridge
+
+    serving = copy.copy(tiny_engine)
+    serving.bridge = LoadedBridge(module=tiny_engine.bridge.module,
+                                  config=dc_replace(tiny_engine.bridge.config, lexicon=("zzheldoutname",),
+                                                    lexicon_spotting=True))
+    seen = {}
+
+    def score(bridge, items):
+        seen.setdefault(bridge.version, set()).add(bridge.config.lexicon)
+        return rate(0.5 if bridge.version == serving.bridge.version else 0.2)
+
+    cfg = replace(CFG, lexicon_spotting=True)
+    out = personalize(serving, data, cfg, method="backprop", seed=0, score=score, generic=[], replay=[])
+    words = {w for e in data.train for w in e.text.split() if len(w) >= 3}
+    assert out.state == ACCEPTED and out.candidate.config.lexicon and set(out.candidate.config.lexicon) <= words
+    assert seen[serving.bridge.version] == {out.candidate.config.lexicon}  # the active, with the same words
+    assert "zzheldoutname" not in out.candidate.config.lexicon

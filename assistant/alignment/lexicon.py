@@ -50,3 +50,15 @@ def with_lexicon(bridge: LoadedBridge, words: tuple[str, ...], bonus: float, *, 
     return LoadedBridge(module=bridge.module,
                         config=dataclasses.replace(bridge.config, lexicon=tuple(words), lexicon_bonus=max(bonus, 0.0),
                                                    lexicon_spotting=spotting, lexicon_spot_margin=spot_margin))
+
+
+def words_only(bridge: LoadedBridge, words: tuple[str, ...], config) -> LoadedBridge:
+    """``bridge`` (module shared) spotting exactly ``words`` as ``[alignment]`` says (``config``: an
+    ``AlignmentConfig``); no words: no lexicon at all. The gate compares bridges with the same words, and
+    the serving bridge spots the user's words before any training (``services/scheduler.py``)."""
+    spotting = bool(words) and config.lexicon_spotting
+    return LoadedBridge(module=bridge.module,
+                        config=dataclasses.replace(bridge.config, lexicon=tuple(words),
+                                                   lexicon_bonus=config.lexicon_bonus if words else 0.0,
+                                                   lexicon_spotting=spotting,
+                                                   lexicon_spot_margin=config.lexicon_spot_margin))

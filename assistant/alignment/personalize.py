@@ -200,13 +200,16 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
     finally:
         recipe.cleanup()
     train_s = time.perf_counter() - t0
+    active = parent
     if config.lexicon_bonus > 0 or config.lexicon_spotting:  # the user's names and places, from training labels
-        from assistant.alignment.lexicon import personal_lexicon, with_lexicon
+        from assistant.alignment.lexicon import personal_lexicon, words_only
 
         words = personal_lexicon([e.text for e in data.train], [g.text for g in [*generic, *replay]],
                                  vocabulary=engine.vocabulary)
-        candidate = with_lexicon(candidate, words, config.lexicon_bonus, spotting=config.lexicon_spotting,
-                                 spot_margin=config.lexicon_spot_margin)
+        candidate = words_only(candidate, words, config)
+        # the serving bridge may already spot the words of every label, held-out ones included: the gate
+        # compares both with the training labels' words, so it measures what training did
+        active = words_only(parent, words, config)
     candidates = [candidate]
     if config.voice_routing == "auto":  # also gate it serving only the user's voice; keep the better that passes
         candidates += voice_routed(candidate, data.train, replay)
@@ -225,7 +228,7 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
     report(JobProgress(GATING, 0, total))
     t1 = time.perf_counter()
     scoring = score or gate.scorer(engine, lock=models, on_item=tick)
-    chosen, result = gate.choose(scoring, active=parent, candidates=candidates, heldout=data.heldout,
+    chosen, result = gate.choose(scoring, active=active, candidates=candidates, heldout=data.heldout,
                                  generic=generic, config=config)
     kept = candidates[chosen]
     return Outcome(state=ACCEPTED if result.accepted else REJECTED, method=method, reason=result.reason,

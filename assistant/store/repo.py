@@ -279,6 +279,12 @@ def labelled_utterances(session: Session, *, since_id: int | None = None) -> lis
     return list(session.scalars(q.order_by(Utterance.id)))
 
 
+def label_texts(session: Session) -> list[str]:
+    """The text of every label (enrollment prompts read, corrections, confirmations), oldest first."""
+    q = select(Utterance.label_text).where(Utterance.label_source.is_not(None)).order_by(Utterance.labelled_at)
+    return [t for t in session.scalars(q) if t]
+
+
 def count_labels_since(session: Session, *, after: datetime | None = None) -> int:
     q = select(func.count()).select_from(Utterance).where(Utterance.label_source.is_not(None))
     if after is not None:

@@ -54,6 +54,8 @@ async def status(request: Request) -> dict:
         "busy": d.worker.busy_since is not None if d.worker else False,
         "active_bridge": active or (engine.bridge.version if engine else None),
         "serving_bridge": engine.bridge.version if engine else None,
+        # the user's own words the serving bridge spots (alignment.spot_user_words, or a job's)
+        "user_words": list(engine.bridge.config.lexicon) if engine else [],
         "bundle": str(d.config.bundle_path()),
         "idle_s": round(time.time() - d.last_activity, 1),
         "activation": d.config.daemon.activation,
