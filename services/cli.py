@@ -233,6 +233,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"up {st['uptime_s']:.0f} s, source {st['source']['kind']} ({st['source']['state']}), queue "
               f"{st['queue_depth']} ({st['queue_bounded']} of at most {st['queue_max']} live), "
               f"bridge {st['serving_bridge']}, idle {st['idle_s']:.0f} s, job {job_text}")
+        words = st.get("user_words") or []
+        if words:
+            print(f"your words it listens for: {shown(', '.join(words))}")
     return 0
 
 

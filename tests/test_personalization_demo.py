@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 
 import httpx
@@ -126,6 +128,9 @@ def test_a_contact_named_in_one_prompt_is_heard_right_at_once(tmp_path):
             while json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))["type"] != "user_words":
                 assert time.monotonic() < deadline, "the user's words never reached the serving bridge"
             assert c.get("/v1/status").json()["user_words"] == ["leocadia"]
+            status = subprocess.run([sys.executable, "-m", "assistant_services.cli", "status", "--data-dir",
+                                     str(d.data_dir)], capture_output=True, text=True, timeout=60)
+            assert "your words it listens for: leocadia" in status.stdout, status.stderr
             buf = io.BytesIO()
             sf.write(buf, synthesize("flite:slt", "call leocadia", seed=0), 16000, format="WAV")
             turn = c.post("/v1/turns", files={"audio": ("t.wav", buf.getvalue(), "audio/wav")}).json()
