@@ -47,7 +47,7 @@ class JobContext:
     config: "AlignmentConfig"
     store: "Store"
     data_dir: Path
-    engine: Callable[[], "Engine"]  # the serving engine (read it only under model_lock or on its thread)
+    engine: Callable[[], "Engine"]  # the serving engine: run its models only under model_lock or on its thread
     on_engine: Callable[[Callable[["Engine"], Any]], Future]  # run a function on the inference thread
     model_lock: threading.Lock
     preempt: threading.Event  # set by any user activity: a running job pauses
