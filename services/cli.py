@@ -120,7 +120,7 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from assistant.presets import pull
+    from assistant.hub import pull
 
     path = pull(args.preset, _config(args).data_path, timeout_s=args.timeout, force=args.force)
     print(f"pulled {args.preset} into {path}; it has no trained bridge yet: run personalized alignment")

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant import presets
+from assistant import hub, presets
 from assistant.bundle import BundleManifest, ComponentSpec, PromptFormat, load_bundle, save_manifest
 from assistant.errors import ModelFilesError, NetworkError
-from assistant.presets import DEFAULT_PRESET, PRESETS, format_bundle_table, list_bundles, pull
+from assistant.hub import pull
+from assistant.presets import DEFAULT_PRESET, PRESETS, format_bundle_table, list_bundles
 
 HUB_HOST = "huggingface.co"
 
@@ -99,7 +100,7 @@ def test_module_does_not_import_heavy_libraries() -> None:
     import subprocess
 
     code = (
-        "import sys, assistant.presets; "
+        "import sys, assistant.presets, assistant.hub; "
         "bad = [m for m in ('torch', 'transformers', 'huggingface_hub') if m in sys.modules]; "
         "sys.exit(1 if bad else 0)"
     )
@@ -190,7 +191,7 @@ def test_failed_download_leaves_no_bundle(tmp_path: Path, monkeypatch: pytest.Mo
     huggingface_hub = pytest.importorskip("huggingface_hub")
     from huggingface_hub.utils import LocalEntryNotFoundError
 
-    monkeypatch.setattr(presets, "check_connectivity", lambda *a, **k: None)
+    monkeypatch.setattr(hub, "check_connectivity", lambda *a, **k: None)
 
     class Info:
         sha = "0" * 40
@@ -219,7 +220,7 @@ def test_failed_download_leaves_no_bundle(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_pull_writes_manifest_and_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     huggingface_hub = pytest.importorskip("huggingface_hub")
-    monkeypatch.setattr(presets, "check_connectivity", lambda *a, **k: None)
+    monkeypatch.setattr(hub, "check_connectivity", lambda *a, **k: None)
     seen: dict[str, list[str]] = {}
 
     class Info:
@@ -315,7 +316,7 @@ def test_list_shows_demo_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def _fake_hub(monkeypatch: pytest.MonkeyPatch, files: dict[str, Path]) -> None:
     """The hub as ``pull`` sees it, serving local model directories (``files``: repo substring -> dir)."""
     huggingface_hub = pytest.importorskip("huggingface_hub")
-    monkeypatch.setattr(presets, "check_connectivity", lambda *a, **k: None)
+    monkeypatch.setattr(hub, "check_connectivity", lambda *a, **k: None)
 
     class Info:
         sha = "b" * 40
