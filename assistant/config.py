@@ -244,6 +244,9 @@ class AlignmentConfig:
     learning_rate: float = 0.0  # 0: the method's own (ctc 3e-3, others 1e-3)
     batch_size: int = 16
     personal_head: bool = True  # ctc bridges: grow and train a personal CTC head + adapter (bench/RESULTS.md)
+    # with a personal head on a Whisper encoder: also train a copy of the encoder's top (its last layers and
+    # our CTC module), which hears the user's voice where a head on its output cannot (bench/personal_top.py)
+    personal_top: bool = False
     adapter_dim: int = 256  # width of that residual adapter on the encoder frames (0: head only)
     adapter_kernel: int = 9  # frames (odd) the adapter sees around each frame: a far voice needs context
     adapter_dropout: float = 0.3  # on the adapter's hidden units while training: 100 utterances overfit
@@ -281,6 +284,8 @@ class AlignmentConfig:
         _check(math.isfinite(self.lexicon_spot_margin) and abs(self.lexicon_spot_margin) <= 100,
                "alignment.lexicon_spot_margin", "a number of nats between -100 and 100")
         _check(self.adapter_dim >= 0, "alignment.adapter_dim", "an integer >= 0 (0: head only)")
+        _check(self.personal_head or not self.personal_top, "alignment.personal_top",
+               "false while alignment.personal_head is false (the top feeds the personal head)")
         _check(self.parent_lr_scale >= 0, "alignment.parent_lr_scale", "a number >= 0 (0: frozen)")
         _check(self.anchor_weight >= 0, "alignment.anchor_weight", "a number >= 0")
         _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")

@@ -61,8 +61,13 @@ def trainer(method: str, *, steps: int = 200, batch: int = 16, lr: float = 1e-3,
     return run
 
 
-def daemon_method(method: str) -> Method:
-    """``method`` with the daemon's ``[alignment]`` defaults (routing off: nothing gates here)."""
+_JOBS: dict = {}  # (method, changes, n, seed) -> the job's variants: a routed twin reuses its training
+
+
+def daemon_method(method: str, variant: int = 0, **changes) -> Method:
+    """``method`` with the daemon's ``[alignment]`` defaults (routing off: nothing gates here) and
+    ``changes`` to them (e.g. ``personal_top=True``). ``variant`` 1 with ``voice_routing="auto"``: the
+    voice-routed twin the gate would also try, from the same training (its row's time is 0)."""
     def run(engine, adapt, seed):
         from dataclasses import replace
 
@@ -70,13 +75,17 @@ def daemon_method(method: str) -> Method:
         from assistant.alignment.personalize import personalize
         from assistant.config import AlignmentConfig
 
-        cfg = replace(AlignmentConfig(), method=method, voice_routing="off")
-        train = [Example(i, t, e, e.n_frames / e.frame_rate_hz) for i, (e, t) in enumerate(adapt)]
-        out = personalize(engine, LabelledSet(train=train, heldout=[], cached=len(train), reencoded=0), cfg,
-                          method=method, seed=seed, gated=False, generic=[])
-        if out.candidate is None:
-            raise SystemExit(f"{method}: {out.reason}")
-        return out.candidate
+        key = (method, tuple(sorted(changes.items())), len(adapt), seed)
+        if key not in _JOBS:
+            cfg = replace(AlignmentConfig(), method=method, **{"voice_routing": "off", **changes})
+            train = [Example(i, t, e, e.n_frames / e.frame_rate_hz) for i, (e, t) in enumerate(adapt)]
+            out = personalize(engine, LabelledSet(train=train, heldout=[], cached=len(train), reencoded=0), cfg,
+                              method=method, seed=seed, gated=False, generic=[])
+            if out.candidate is None:
+                raise SystemExit(f"{method}: {out.reason}")
+            _JOBS.clear()  # one job's weights at a time
+            _JOBS[key] = out.variants
+        return _JOBS[key][variant]
 
     return run
 
@@ -142,6 +151,11 @@ METHODS: dict[str, Method | None] = {
     # What a user who sets [alignment] method = X gets: the daemon's defaults for X (its steps and rate,
     # personal head, adapter, anchor, replay, spotting), all adaptation utterances, routing off.
     **{f"{m}@daemon": daemon_method(m) for m in ("ctc", "backprop", "zo", "embed")},
+    # the daemon's ctc job that also trains a personal top (the encoder's last Whisper layers and our CTC
+    # module: bench/personal_top.py), served to every utterance or routed by voice; scored on the spoken
+    # generic set (a top reads lower states, which the bundle's regression set does not hold)
+    "top@daemon": daemon_method("ctc", personal_top=True, voice_routing="auto"),
+    "top+voice@daemon": daemon_method("ctc", 1, personal_top=True, voice_routing="auto"),
     "zo": trainer("zo", steps=300, lr=1e-4),
     "embed": trainer("embed"),
 }
@@ -215,8 +229,13 @@ def run(user: str, ns: list[int], methods: list[str], seed: int, test_n: int, bu
     bundle_dir = Path(bundle) if bundle else load_config(None).bundle_path()
     engine = Engine.from_bundle(bundle_dir, device="cpu")
     generic_dir = bundle_dir / "regression"
-    generic = load_regression_set(generic_dir, encoder_id=engine.encoder.identity,
-                               ctc_head=engine.encoder.ctc_head) if generic_dir.is_dir() else []
+    if any(m.startswith("top") for m in methods):  # every row of the run on the same (spoken) generic speech
+        from assistant.alignment.spoken import spoken_set
+
+        generic = spoken_set(engine, "regression")
+    else:
+        generic = load_regression_set(generic_dir, encoder_id=engine.encoder.identity,
+                                      ctc_head=engine.encoder.ctc_head) if generic_dir.is_dir() else []
     log(f"user {spec}: synthesizing {max(ns, default=0)} adaptation + {test_n} test utterances")
     adapt_rows, test_rows = user_corpus(spec, max(ns, default=0), test_n, seed)
     from assistant.audio import load_audio

@@ -118,6 +118,8 @@ def cache_problem(enc: EncoderOutput, encoder: "SpeechEncoder") -> str | None:
         return f"frame rate {enc.frame_rate_hz:g} Hz, encoder's is {encoder.frame_rate_hz:g} Hz"
     if not torch.isfinite(enc.features).all():
         return "non-finite features"
+    if getattr(encoder, "top_layers", 0) and (enc.lower is None or enc.lower.shape[0] != enc.features.shape[0]):
+        return "no lower encoder states (cached before the encoder kept them)"  # a personal top trains on them
     return None
 
 

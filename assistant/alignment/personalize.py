@@ -106,6 +106,16 @@ def unfit(engine: "Engine", config: "AlignmentConfig", method: str) -> str | Non
             "can grow on it: set alignment.personal_head = true (a ctc bridge on an encoder with a CTC head)")
 
 
+def wants_top(engine: "Engine", config: "AlignmentConfig", method: str) -> bool:
+    """Whether the job trains a personal top: asked for (``personal_top``, with a personal head), the
+    ``ctc`` method on a ctc bridge, and an encoder that offers one (engine/whisper.py); or the serving
+    bridge owns one already (its candidate keeps training it)."""
+    if getattr(engine.bridge.module, "owns_top", False):
+        return True
+    return bool(config.personal_top and config.personal_head and method == "ctc" and engine.bridge.kind == "ctc"
+                and engine.encoder.top_layers)
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -155,9 +165,16 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
     missing = unfit(engine, config, method) or shortfall(data, config, gated=gated)
     if missing is not None:
         return Outcome(state=REJECTED, method=method, reason=missing, summary=data.summary())
+    top = wants_top(engine, config, method)
+    if top:  # the personal top reads lower states, which the bundle's sets do not hold (spoken.py)
+        from assistant.alignment.spoken import spoken_set
+
+        generic = list(generic) if generic is not None else spoken_set(engine, "regression", models=models)
+        replay = list(replay) if replay is not None else spoken_set(engine, "replay", models=models)
     replay = list(replay) if replay is not None else bundle_set(engine, "replay")
     generic = list(generic) if generic is not None else bundle_set(engine, "regression")
-    settings = settings_for(config, method, seed=seed, replay=replay if config.replay_share > 0 else [])
+    settings = settings_for(config, method, seed=seed, replay=replay if config.replay_share > 0 else [],
+                            personal_top=top)
     t0 = time.perf_counter()
     recipe = make_recipe(method, **recipe_options(method, config))
     with models:

@@ -179,10 +179,17 @@ class CtcBridge(nn.Module):
         self.adapter = (ResidualAdapter(encoder_dim, adapter_dim, adapter_kernel, adapter_dropout)
                         if adapter_dim > 0 else None)
         self.head = nn.Linear(encoder_dim, head_vocab) if head_vocab > 0 else None
+        # a personal copy of the encoder's top (whisper.EncoderTop; with_personal_top): it reads the
+        # encoder's lower states and gives the features the adapter and head read
+        self.top: nn.Module | None = None
 
     @property
     def owns_head(self) -> bool:
         return self.head is not None
+
+    @property
+    def owns_top(self) -> bool:
+        return self.top is not None
 
     def _voice_buffers(self, dim: int) -> None:
         self.voice_routing = True
@@ -210,14 +217,21 @@ class CtcBridge(nn.Module):
     def is_users_voice(self, features: torch.Tensor) -> bool:
         return self.voice_ratio(features) < float(self.voice_threshold)
 
-    def frames(self, features: torch.Tensor, ctc_logits: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(frames, dim), encoder logits or None -> adapted frames and the logits that segment them.
+    def frames(self, features: torch.Tensor, ctc_logits: torch.Tensor | None, lower: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames, dim), encoder logits or None, the encoder's lower states (a bridge with a personal
+        top reads them instead of ``features``) -> adapted frames and the logits that segment them.
 
         With voice routing (serving, eval mode), an utterance that is not in the user's voice takes the
         parent's path: the encoder's own frames and logits, as if the bridge had no head or adapter."""
         if self.voice_routing and not self.training and ctc_logits is not None and self.head is not None \
                 and not self.is_users_voice(features):
             return features, ctc_logits
+        if self.top is not None:
+            if lower is None:
+                raise ValueError("this bridge's personal top reads the encoder's lower states, and this "
+                                 "utterance has none: encode it again with the bundle's Whisper encoder")
+            features = self.top(lower.to(features.device, torch.float32))
         if self.adapter is not None:
             features = self.adapter(features)
         if self.head is not None:
@@ -226,12 +240,14 @@ class CtcBridge(nn.Module):
             raise ValueError("the ctc bridge needs the encoder's CTC logits")
         return features, ctc_logits
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor,
-                ctc_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, frames, dim), (batch,), (batch, frames, vocab) -> (batch, segments, llm_dim), (batch,)."""
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, ctc_logits: torch.Tensor | None = None,
+                lower: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, frames, dim), (batch,), (batch, frames, vocab), (batch, frames, lower dim) ->
+        (batch, segments, llm_dim), (batch,)."""
         outs = []
         for i, n in enumerate(lengths.tolist()):
-            f, logits = self.frames(features[i, :n], None if ctc_logits is None else ctc_logits[i, :n])
+            f, logits = self.frames(features[i, :n], None if ctc_logits is None else ctc_logits[i, :n],
+                                    None if lower is None else lower[i, :n])
             outs.append(self.forward_segments(*ctc_segments(f, logits, self.blank_id)))
         return _pad(outs)
 
@@ -248,12 +264,25 @@ class CtcBridge(nn.Module):
         return out
 
 
-def bridge_ctc_logits(module: nn.Module, features: torch.Tensor, ctc_logits: torch.Tensor | None
-                      ) -> torch.Tensor | None:
+def bridge_ctc_logits(module: nn.Module, features: torch.Tensor, ctc_logits: torch.Tensor | None,
+                      lower: torch.Tensor | None = None) -> torch.Tensor | None:
     """The CTC logits that describe what this bridge hears: its personal head's when it has one."""
     if isinstance(module, CtcBridge) and module.owns_head:
-        return module.frames(features, ctc_logits)[1]
+        return module.frames(features, ctc_logits, lower)[1]
     return ctc_logits
+
+
+def with_personal_top(module: nn.Module, top: nn.Module) -> nn.Module:
+    """A copy of ctc bridge ``module`` (which owns a CTC head) that reads the encoder's lower states
+    through ``top``, a fresh copy of the encoder's top (``SpeechEncoder.personal_top``): same outputs as
+    ``module`` until the top is trained. A top the bridge already has is kept."""
+    if not (isinstance(module, CtcBridge) and module.owns_head):
+        raise ValueError("only a ctc bridge with its own CTC head can own a personal top")
+    grown = copy.deepcopy(module)
+    if grown.top is None:
+        ref = next(module.parameters())
+        grown.top = top.to(ref.device, ref.dtype)
+    return grown
 
 
 def with_personal_head(module: nn.Module, encoder_head: nn.Module, adapter_dim: int, adapter_kernel: int = 1,
@@ -284,6 +313,8 @@ def with_personal_head(module: nn.Module, encoder_head: nn.Module, adapter_dim: 
     state = {k: v for k, v in module.state_dict().items() if not k.startswith("head.")}
     if module.adapter is not None:
         grown.adapter = copy.deepcopy(module.adapter)
+    if module.top is not None:
+        grown.top = copy.deepcopy(module.top)
     missing, unexpected = grown.load_state_dict(state, strict=False)
     if unexpected or any(not (k.startswith("adapter.") or k.startswith("head.")) for k in missing):
         raise ValueError(f"cannot grow this bridge: missing {missing}, unexpected {unexpected}")
@@ -330,13 +361,15 @@ def build_bridge(kind: str, *, encoder_dim: int, llm_dim: int, hidden_dim: int,
 
 
 def run_bridge(module: nn.Module, features: list[torch.Tensor],
-               ctc_logits: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
+               ctc_logits: list[torch.Tensor | None] | None = None,
+               lower: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
     """Batch unpadded per-utterance inputs through a bridge; returns unpadded outputs."""
     feats, lengths = _pad(features)
     if isinstance(module, CtcBridge):
         if module.owns_head:  # the encoder's logits only serve voice routing here
             have = ctc_logits is not None and all(x is not None for x in ctc_logits)
-            out, out_len = module(feats, lengths, _pad(ctc_logits)[0] if have else None)  # type: ignore[arg-type]
+            low = _pad(lower)[0] if lower is not None and all(x is not None for x in lower) else None  # type: ignore[arg-type]
+            out, out_len = module(feats, lengths, _pad(ctc_logits)[0] if have else None, low)  # type: ignore[arg-type]
         else:
             if ctc_logits is None or any(x is None for x in ctc_logits):
                 raise ValueError("the ctc bridge needs the encoder's CTC logits")

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -42,6 +42,9 @@ class BridgeConfig:
     adapter_kernel: int = 1  # frames the adapter sees around each frame (1: per frame; odd)
     adapter_dropout: float = 0.0  # dropout on the adapter's hidden units while training
     head_vocab: int = 0  # > 0: the bridge owns a CTC head of this many labels (ctc bridges)
+    # > 0: the bridge owns a personal top, a trained copy of the encoder's last top_layers pretrained layers
+    # and its CTC module's layers, reading the encoder's lower states (whisper.EncoderTop; ctc bridges)
+    top_layers: int = 0
     # the head and adapter serve only utterances in the user's voice (centroids in the weights file)
     voice_routing: bool = False
     input_norm: bool = True
@@ -164,6 +167,7 @@ class ModelFacts:
     identity: str
     dim: int
     blank_id: int | None = None  # None: no CTC head
+    top_layers: int = 0  # layers of the top a bridge can own a copy of (0: none)
 
     @property
     def has_ctc(self) -> bool:
@@ -192,6 +196,9 @@ def check_compatible(config: BridgeConfig, encoder: Any, llm: Any, *, check_ids:
         problems.append(f"encoder: bridge was trained for {config.encoder_id}, loaded encoder is {encoder.identity}")
     if check_ids and config.llm_id != llm.identity:
         problems.append(f"LLM: bridge was trained for {config.llm_id}, loaded LLM is {llm.identity}")
+    if config.top_layers and config.top_layers != getattr(encoder, "top_layers", 0):
+        problems.append(f"the bridge owns a personal top of {config.top_layers} encoder layers; the loaded "
+                        f"encoder {encoder.identity} offers {getattr(encoder, 'top_layers', 0)}")
     no_head = config.kind == "ctc" and enc_blank is None
     if no_head:
         problems.append(f"it is a ctc bridge but the loaded encoder {encoder.identity} has no CTC head")
@@ -206,15 +213,18 @@ def check_compatible(config: BridgeConfig, encoder: Any, llm: Any, *, check_ids:
 
 def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: str, encoder_dim: int,
                 llm_dim: int, ctc_blank_id: int | None, device: torch.device | str = "cpu",
-                check_ids: bool = True) -> LoadedBridge:
+                check_ids: bool = True, encoder_top: Callable[[], torch.nn.Module] | None = None,
+                encoder_top_layers: int = 0) -> LoadedBridge:
     """Rebuild a bridge from its JSON and load its weights, refusing one that does not fit.
 
-    ``ctc_blank_id`` is the loaded encoder's blank (None: the encoder has no CTC head).
+    ``ctc_blank_id`` is the loaded encoder's blank (None: the encoder has no CTC head). ``encoder_top``
+    makes a copy of the encoder's top (``SpeechEncoder.personal_top``, ``encoder_top_layers`` layers) for a
+    bridge that owns one.
     """
     directory = Path(directory)
     cfg = read_bridge_config(directory)
-    check_compatible(cfg, ModelFacts(encoder_id, encoder_dim, ctc_blank_id), ModelFacts(llm_id, llm_dim),
-                     check_ids=check_ids, name=f"bridge {directory} ({cfg.version})")
+    check_compatible(cfg, ModelFacts(encoder_id, encoder_dim, ctc_blank_id, encoder_top_layers),
+                     ModelFacts(llm_id, llm_dim), check_ids=check_ids, name=f"bridge {directory} ({cfg.version})")
     wpath = directory / WEIGHTS_NAME
     if not wpath.is_file():
         raise ModelFilesError(f"bridge checkpoint {directory} has no {WEIGHTS_NAME}")
@@ -232,6 +242,10 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
                               adapter_dropout=cfg.adapter_dropout, text_input=cfg.text_input)
     except ValueError as exc:
         raise ModelFilesError(f"bridge config {directory / CONFIG_NAME}: {exc}") from exc
+    if cfg.top_layers:
+        if encoder_top is None:  # check_compatible refused an encoder without a top already
+            raise ModelFilesError(f"bridge {directory} owns a personal top; pass the encoder's to load it")
+        module.top = encoder_top().float().cpu()
     try:
         state = load_file(str(wpath))
         module.load_state_dict(state, strict=True)

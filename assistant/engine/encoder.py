@@ -29,6 +29,14 @@ class EncoderOutput:
     features: torch.Tensor  # (frames, encoder_dim), on the encoder's device
     ctc_logits: torch.Tensor | None  # (frames, ctc_vocab) or None without a CTC head
     frame_rate_hz: float
+    # (frames, lower_dim): the states below the encoder's top (a Whisper encoder's; None for others), what
+    # a bridge's personal top (whisper.EncoderTop) reads instead of ``features``
+    lower: torch.Tensor | None = None
+
+    def frames(self, start: int, stop: int | None = None) -> "EncoderOutput":
+        """The frames [start, stop) of every part."""
+        cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
+        return EncoderOutput(self.features[start:stop], cut(self.ctc_logits), self.frame_rate_hz, cut(self.lower))
 
     @property
     def n_frames(self) -> int:
@@ -65,6 +73,18 @@ class SpeechEncoder:
     @property
     def has_ctc(self) -> bool:
         return self._head is not None and self.blank_id is not None
+
+    @property
+    def top_layers(self) -> int:
+        """How many pretrained layers a personal top copies (0: this encoder offers none)."""
+        return int(getattr(self._base, "top_layers", 0))
+
+    def personal_top(self) -> torch.nn.Module:
+        """A trainable float32 copy of the encoder's top (whisper.EncoderTop), on the encoder's device."""
+        if not self.top_layers:
+            raise ValueError(f"the speech encoder {self.identity} has no top a bridge can own (only a "
+                             "Whisper encoder with our CTC module has)")
+        return self._base.top_copy().to(self.device)
 
     @property
     def ctc_head(self) -> torch.nn.Module | None:
@@ -177,7 +197,9 @@ class SpeechEncoder:
         if not waves:
             return []
         batch, in_lengths = self._prepare(waves)
-        hidden = self._base(**batch).last_hidden_state
+        out = self._base(**batch)
+        hidden = out.last_hidden_state
+        lower = getattr(out, "lower_states", None)
         logits = self._head(hidden) if self.has_ctc else None
         lengths = self._out_lengths(in_lengths).clamp(max=hidden.shape[1]).tolist()
         return [
@@ -185,6 +207,7 @@ class SpeechEncoder:
                 features=hidden[i, :n].float(),
                 ctc_logits=None if logits is None else logits[i, :n].float(),
                 frame_rate_hz=self.frame_rate_hz,
+                lower=None if lower is None else lower[i, :n].float(),
             )
             for i, n in enumerate(lengths)
         ]

@@ -157,7 +157,8 @@ class Engine:
     def load_bridge_for(directory: str | Path, encoder: SpeechEncoder, llm: CausalLM) -> LoadedBridge:
         return load_bridge(directory, encoder_id=encoder.identity, llm_id=llm.identity, encoder_dim=encoder.dim,
                            llm_dim=llm.dim, ctc_blank_id=encoder.blank_id if encoder.has_ctc else None,
-                           device=llm.device)
+                           device=llm.device, encoder_top=encoder.personal_top if encoder.top_layers else None,
+                           encoder_top_layers=encoder.top_layers)
 
     # --- hot-swap -----------------------------------------------------------------------------------
     def swap_bridge(self, new: LoadedBridge) -> LoadedBridge:
@@ -185,7 +186,7 @@ class Engine:
         use_draft = self.speculative if speculative is None else (speculative and self.encoder.has_ctc)
         spotter = self._spotter(bridge)
         # a personal CTC head (bridge) hears what the personalized bridge hears: it drafts and scores
-        ctc_logits = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits) \
+        ctc_logits = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits, enc.lower) \
             if (use_draft or self.ctc_weight > 0 or spotter is not None or text_input
                 or self.llm.prompt.transcript_source == "ctc") else None
         if self.llm.prompt.transcript_source == "ctc" and ctc_logits is not None:
@@ -203,7 +204,7 @@ class Engine:
         if text_input:  # the LLM reads its own tokens of the CTC reading (bridge.py)
             speech = self.llm.embed_ids(self.llm.text_ids(self.encoder.ctc_text(ctc_logits)))[0]
         else:
-            speech = run_bridge(bridge.module, [enc.features], [enc.ctc_logits])[0]
+            speech = run_bridge(bridge.module, [enc.features], [enc.ctc_logits], [enc.lower])[0]
         t1 = time.perf_counter()
         prefix = self.llm.speech_prefix(speech)
         variants: list[list[int]] = []
@@ -282,7 +283,7 @@ class Engine:
 
         bridge = bridge or self.bridge
         words = self.encoder.ctc_ids(phrase)
-        ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits)
+        ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits, enc.lower)
         if ctc is None or not words:
             return None
         log_probs = torch.log_softmax(ctc.float(), -1).cpu().numpy()
@@ -292,8 +293,7 @@ class Engine:
         rest = start.end_frame + 1
         if enc.n_frames - rest < int(0.3 * enc.frame_rate_hz):  # the phrase alone
             return ""
-        tail = EncoderOutput(enc.features[rest:], None if enc.ctc_logits is None else enc.ctc_logits[rest:],
-                             enc.frame_rate_hz)
+        tail = enc.frames(rest)
         return self.transcribe_encoded(tail, tail.n_frames / enc.frame_rate_hz, bridge=bridge)[0]
 
     def understood(self, transcript: str, *, bridge: LoadedBridge | None = None) -> bool:
@@ -349,7 +349,7 @@ class Engine:
         bridge = bridge or self.bridge
         duration_s = enc.n_frames / enc.frame_rate_hz
         text, _, _, _ = self.transcribe_encoded(enc, duration_s, bridge=bridge)
-        ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits)
+        ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits, enc.lower)
         return DraftHint(text, self.encoder.ctc_text(ctc) if ctc is not None else "")
 
     def run(self, wave: np.ndarray, *, respond: bool = True, stream=None, hint: DraftHint | None = None) -> Turn:

@@ -33,8 +33,7 @@ class StreamingEncoder:
     def reset(self) -> None:
         self._audio = np.zeros(0, dtype=np.float32)
         self._done = 0  # samples whose frames are final
-        self._feats: list[torch.Tensor] = []
-        self._logits: list[torch.Tensor] = []
+        self._parts: list[EncoderOutput] = []  # the kept frames of each encoded span
         self._ends: list[int] = []  # sample index where each kept span ends
         self._seen: list[int] = []  # ... and where the audio its encoding saw ends (its lookahead)
         self.encode_calls = 0
@@ -50,9 +49,7 @@ class StreamingEncoder:
         # multiples of its stride, the chunks add up to exactly the frames of the whole utterance
         skip = min(out.n_frames, self.encoder.frames_for(start - lo))
         stop = out.n_frames if seen == end else min(out.n_frames, self.encoder.frames_for(end - lo))
-        self._feats.append(out.features[skip:stop])
-        if out.ctc_logits is not None:
-            self._logits.append(out.ctc_logits[skip:stop])
+        self._parts.append(out.frames(skip, stop))
         self._ends.append(end)
         self._seen.append(seen)
         self._done = end
@@ -61,7 +58,7 @@ class StreamingEncoder:
         """A copy that can finish on its own (a guess at the utterance's end) while this one goes on:
         the encoded chunks are shared, never changed in place, so the copy is cheap."""
         twin = copy.copy(self)
-        twin._feats, twin._logits = list(self._feats), list(self._logits)
+        twin._parts = list(self._parts)
         twin._ends, twin._seen = list(self._ends), list(self._seen)
         return twin
 
@@ -86,11 +83,13 @@ class StreamingEncoder:
 
     def partial(self) -> EncoderOutput | None:
         """The frames of the chunks encoded so far (None before the first chunk)."""
-        if not self._feats:
-            return None
-        return EncoderOutput(features=torch.cat(self._feats, 0),
-                             ctc_logits=torch.cat(self._logits, 0) if self._logits else None,
-                             frame_rate_hz=self.encoder.frame_rate_hz)
+        return self._joined() if self._parts else None
+
+    def _joined(self) -> EncoderOutput:
+        cat = lambda name: None if getattr(self._parts[0], name) is None else torch.cat(  # noqa: E731
+            [getattr(p, name) for p in self._parts], 0)
+        return EncoderOutput(features=cat("features"), ctc_logits=cat("ctc_logits"),
+                             frame_rate_hz=self.encoder.frame_rate_hz, lower=cat("lower"))
 
     def finish_for(self, samples: np.ndarray) -> EncoderOutput | None:
         """End of speech, when the final utterance may differ from the audio pushed: the VAD trims
@@ -103,9 +102,7 @@ class StreamingEncoder:
         while self._seen and self._seen[-1] > len(samples):
             self._ends.pop()
             self._seen.pop()
-            self._feats.pop()
-            if self._logits:
-                self._logits.pop()
+            self._parts.pop()
         self._done = self._ends[-1] if self._ends else 0
         seen = self._seen[-1] if self._seen else 0
         if seen and not np.array_equal(self._audio[:seen], samples[:seen]):
@@ -116,8 +113,6 @@ class StreamingEncoder:
 
     def finish(self) -> EncoderOutput:
         """End of speech: encode the tail and return the whole utterance's frames."""
-        if len(self._audio) > self._done or not self._feats:
+        if len(self._audio) > self._done or not self._parts:
             self._encode_span(self._done, len(self._audio))
-        feats = torch.cat(self._feats, 0)
-        logits = torch.cat(self._logits, 0) if self._logits else None
-        return EncoderOutput(features=feats, ctc_logits=logits, frame_rate_hz=self.encoder.frame_rate_hz)
+        return self._joined()

@@ -232,6 +232,8 @@ def write_encoded(data_dir: Path, utterance_id: int, encoded: "EncoderOutput") -
     tensors = {"features": half(encoded.features)}
     if encoded.ctc_logits is not None:
         tensors["ctc_logits"] = half(encoded.ctc_logits)
+    if encoded.lower is not None:  # what a bridge's personal top trains on (engine/whisper.py)
+        tensors["lower"] = half(encoded.lower)
     meta = {"format": ENCODED_FORMAT, "format_version": "1", "frame_rate_hz": repr(float(encoded.frame_rate_hz))}
     rel = encoded_relpath(utterance_id)
     write_private_file(data_dir, rel, save(tensors, metadata=meta))
@@ -252,6 +254,7 @@ def load_encoded(path: Path | str) -> "EncoderOutput":
                 raise ValueError(f"format {meta.get('format')!r}, expected {ENCODED_FORMAT!r}")
             features = f.get_tensor("features").float()
             logits = f.get_tensor("ctc_logits").float() if "ctc_logits" in f.keys() else None
+            lower = f.get_tensor("lower").float() if "lower" in f.keys() else None
             rate = float(meta["frame_rate_hz"])
     except FileNotFoundError as exc:
         raise StoreError(f"the cached encoder output {path} is missing",
@@ -259,4 +262,4 @@ def load_encoded(path: Path | str) -> "EncoderOutput":
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
         raise StoreError(f"the cached encoder output {path} is unreadable: {exc}",
                          fix="delete it; processing the utterance again re-creates it") from exc
-    return EncoderOutput(features=features, ctc_logits=logits, frame_rate_hz=rate)
+    return EncoderOutput(features=features, ctc_logits=logits, frame_rate_hz=rate, lower=lower)

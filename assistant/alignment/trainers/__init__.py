@@ -30,6 +30,12 @@ FALLBACK_METHOD = "backprop"  # "default" on a bridge that cannot own a personal
 # (max_steps, learning_rate) a method takes when [alignment] leaves them at 0. A ctc step is a fraction of
 # a backprop step, and the head it trains generalises best past 200 steps (bench/RESULTS.md, "Adapter shape")
 STEP_DEFAULTS: dict[str, tuple[int, float]] = {"ctc": (600, 3e-3)}
+# a ctc job that trains a personal top: its pretrained layers want small steps, and a step costs ~1 s on a
+# 2-core CPU (bench/personal_top.py: 200 steps, 2e-4 for the CTC module, 1e-4 for the Whisper layers)
+TOP_STEP_DEFAULTS = (200, 2e-4)
+# ... and runs each batch in parts of 4 (alignment.micro_batch_size 0): the Whisper layers' activations for
+# a batch of 16 are ~500 MB on the CPU, a quarter of the serving process
+TOP_MICRO_BATCH = 4
 GENERIC_STEP_DEFAULTS = (200, 1e-3)
 
 
@@ -44,21 +50,27 @@ def resolve_method(method: str, *, bridge_kind: str, encoder_has_ctc: bool, pers
     return DEFAULT_METHOD
 
 
-def step_defaults(method: str) -> tuple[int, float]:
+def step_defaults(method: str, *, personal_top: bool = False) -> tuple[int, float]:
     """(max_steps, learning_rate) for a resolved method when the config leaves them at 0."""
+    if personal_top and method == "ctc":
+        return TOP_STEP_DEFAULTS
     return STEP_DEFAULTS.get(method, GENERIC_STEP_DEFAULTS)
 
 
-def settings_for(cfg: Any, method: str, *, seed: int, replay: Sequence[Any] = ()) -> TrainSettings:
+def settings_for(cfg: Any, method: str, *, seed: int, replay: Sequence[Any] = (),
+                 personal_top: bool = False) -> TrainSettings:
     """The job's ``TrainSettings`` from an ``[alignment]`` config (``config.AlignmentConfig``) for the
-    resolved ``method``; a 0 ``max_steps`` / ``learning_rate`` takes the method's default."""
-    steps, lr = step_defaults(method)
+    resolved ``method``; a 0 ``max_steps`` / ``learning_rate`` takes the method's default. ``personal_top``:
+    the job trains a personal top (``personalize`` decides: the config asks and the encoder offers one)."""
+    steps, lr = step_defaults(method, personal_top=personal_top)
     return TrainSettings(max_steps=cfg.max_steps or steps, learning_rate=cfg.learning_rate or lr,
                          batch_size=cfg.batch_size, seed=seed, anchor_weight=cfg.anchor_weight, replay=replay,
                          replay_share=cfg.replay_share if replay else 0.0, personal_head=cfg.personal_head,
                          adapter_dim=cfg.adapter_dim, adapter_kernel=cfg.adapter_kernel,
                          adapter_dropout=cfg.adapter_dropout, parent_lr_scale=cfg.parent_lr_scale,
-                         micro_batch_size=cfg.micro_batch_size, voice_routing=cfg.voice_routing == "on")
+                         micro_batch_size=cfg.micro_batch_size or (TOP_MICRO_BATCH if personal_top else 0),
+                         voice_routing=cfg.voice_routing == "on",
+                         personal_top=personal_top)
 
 
 def recipe_options(method: str, cfg: Any) -> dict[str, Any]:

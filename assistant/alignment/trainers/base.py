@@ -32,7 +32,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from assistant.engine.bridge import with_personal_head
+from assistant.engine.bridge import with_personal_head, with_personal_top
 from assistant.engine.checkpoint import LoadedBridge
 from assistant.engine.encoder import EncoderOutput
 
@@ -68,6 +68,8 @@ class TrainSettings:
     micro_batch_size: int = 0  # gradient recipes: run each batch in parts of this many examples and add their
     #   gradients (activation memory / batch_size * micro; 0: the whole batch at once)
     voice_routing: bool = False  # the result's personal head serves only the user's voice (routed_by_voice)
+    personal_top: bool = False  # with a personal head: also train a copy of the encoder's top (EncoderTop)
+    top_lr_scale: float = 0.5  # the personal top's learning-rate factor (its pretrained layers move slowly)
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -76,8 +78,9 @@ class TrainSettings:
             raise ValueError("replay_share must be in [0, 1) and anchor_weight >= 0")
         if self.adapter_kernel < 1 or self.adapter_kernel % 2 == 0 or not 0 <= self.adapter_dropout < 1:
             raise ValueError("adapter_kernel must be odd and >= 1, adapter_dropout in [0, 1)")
-        if self.adapter_dim < 0 or self.ctc_weight < 0 or self.parent_lr_scale < 0 or self.micro_batch_size < 0:
-            raise ValueError("adapter_dim, ctc_weight, parent_lr_scale and micro_batch_size must be >= 0")
+        if self.adapter_dim < 0 or self.ctc_weight < 0 or self.parent_lr_scale < 0 or self.micro_batch_size < 0 \
+                or self.top_lr_scale < 0:
+            raise ValueError("adapter_dim, ctc_weight, parent_lr_scale, micro_batch_size and top_lr_scale must be >= 0")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able summary (replay examples are data, so only their count)."""
@@ -112,12 +115,15 @@ class Recipe(Protocol):
 
 def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None, *,
                  encoder_head: torch.nn.Module | None = None, adapter_dim: int = 0, adapter_kernel: int = 1,
-                 adapter_dropout: float = 0.0, seed: int = 0) -> LoadedBridge:
+                 adapter_dropout: float = 0.0, seed: int = 0,
+                 encoder_top: Callable[[], torch.nn.Module] | None = None, top_layers: int = 0) -> LoadedBridge:
     """A trainable deep copy of the serving ``parent`` (its module is never touched).
 
     ``encoder_head`` (ctc bridges): the copy grows a personal CTC head started from it and a residual
     adapter of ``adapter_dim`` / ``adapter_kernel`` / ``adapter_dropout`` (``bridge.with_personal_head``); it
-    still computes what the parent does.
+    still computes what the parent does. ``encoder_top`` (with a head): the copy also owns a personal top,
+    a fresh copy of the encoder's (``top_layers`` pretrained layers and the CTC module's layers,
+    ``bridge.with_personal_top``); a parent that owns one keeps its own.
     ``init`` (optional) supplies starting weights other than the parent's, e.g. the previous stage of a
     sequential recipe; version bookkeeping still names the real parent. The grown adapter's random
     initialisation comes from ``seed``: the same job grows the same candidate (and its anchor is that
@@ -134,6 +140,9 @@ def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None, *,
                    "adapter_kernel": ad.kernel_size if ad is not None else 1,
                    "adapter_dropout": float(ad.drop.p) if ad is not None else 0.0,
                    "head_vocab": module.head.out_features}
+        if encoder_top is not None:
+            module = with_personal_top(module, encoder_top())
+            changes["top_layers"] = top_layers
     if init is not None:
         module.load_state_dict(init.state_dict())
     cfg = dataclasses.replace(parent.config, version="candidate", parent_version=parent.version, metrics={},
@@ -147,8 +156,15 @@ def growth_of(engine: Any, parent: LoadedBridge, settings: TrainSettings) -> dic
     head = getattr(getattr(engine, "encoder", None), "ctc_head", None)
     if not settings.personal_head or parent.kind != "ctc" or head is None:
         return {}
-    return {"encoder_head": head, "adapter_dim": settings.adapter_dim, "adapter_kernel": settings.adapter_kernel,
+    grow = {"encoder_head": head, "adapter_dim": settings.adapter_dim, "adapter_kernel": settings.adapter_kernel,
             "adapter_dropout": settings.adapter_dropout, "seed": settings.seed}
+    encoder = engine.encoder
+    if settings.personal_top or getattr(parent.module, "owns_top", False):
+        if not getattr(encoder, "top_layers", 0):
+            raise ValueError(f"a personal top needs an encoder that offers one; {encoder.identity} does not "
+                             "(alignment.personal_top = false)")
+        grow.update(encoder_top=encoder.personal_top, top_layers=encoder.top_layers)
+    return grow
 
 
 def routed_by_voice(bridge: LoadedBridge, user: Sequence[torch.Tensor], generic: Sequence[torch.Tensor]

@@ -26,7 +26,9 @@ class BridgeInputs:
 
     A ctc bridge that owns a CTC head or an adapter segments with its own (trained) weights, so its
     compression is redone at every step from the frames ("dynamic"); ``ctc_ids`` then also gives the
-    personal head's CTC targets (``ctc_loss``).
+    personal head's CTC targets (``ctc_loss``). A bridge that owns a personal top reads each example's
+    lower encoder states (``lowers``) through it; ``items`` stay the encoder's features (voice routing's
+    centroids are made of them).
     """
 
     def __init__(self, module: torch.nn.Module, examples: Sequence[LabelledExample], device: torch.device,
@@ -38,10 +40,20 @@ class BridgeInputs:
         self.items: list[torch.Tensor] = []
         self.logits: list[torch.Tensor | None] = []  # encoder CTC logits (dynamic ctc bridges)
         self.labels: list[torch.Tensor] = []  # CTC label per segment (static ctc bridges)
+        self.top = self.is_ctc and module.owns_top
+        self.lowers: list[torch.Tensor | None] = []
         for e in examples:
             enc = e.encoded
             feats = enc.features.detach().to(device, torch.float32).clone()  # inference tensors cannot train
             self.frames.append(int(feats.shape[0]))
+            if self.top:
+                if enc.lower is None:
+                    raise ValueError("the personal top trains on the encoder's lower states; an example has none "
+                                     "(encode it again with the bundle's Whisper encoder)")
+                # kept in float16 (what the cache holds): 250 examples' lower states are 90 MB in float32
+                self.lowers.append(enc.lower.detach().to(device, torch.float16).clone())
+            else:
+                self.lowers.append(None)
             if self.is_ctc and not (self.dynamic and module.owns_head) and enc.ctc_logits is None:
                 raise ValueError("a ctc bridge needs cached CTC logits; this example has none")
             if self.dynamic:
@@ -65,7 +77,7 @@ class BridgeInputs:
         if self.dynamic:
             outs = []
             for i in idx:
-                f, logits = module.frames(self.items[i], self.logits[i])
+                f, logits = module.frames(self.items[i], self.logits[i], self.lowers[i])
                 outs.append(module.forward_segments(*ctc_segments(f, logits.detach(), module.blank_id)))
         elif self.is_ctc:
             # LayerNorm and the projection act per position, so one call on the concatenation is exact
@@ -80,8 +92,12 @@ class BridgeInputs:
         """Mean CTC loss of the bridge's personal head on the examples ``idx`` (None without one)."""
         if self.ctc_targets is None:
             return None
-        feats = nn.utils.rnn.pad_sequence([self.items[i] for i in idx], batch_first=True)
-        lengths = torch.tensor([self.frames[i] for i in idx], device=feats.device)
+        lengths = torch.tensor([self.frames[i] for i in idx], device=self.items[idx[0]].device)
+        if self.top:  # the personal top gives the features from the lower states
+            lowers = nn.utils.rnn.pad_sequence([self.lowers[i] for i in idx], batch_first=True).float()
+            feats = module.top(lowers, lengths)
+        else:
+            feats = nn.utils.rnn.pad_sequence([self.items[i] for i in idx], batch_first=True)
         x = module.adapter(feats, lengths) if module.adapter is not None else feats
         log_probs = module.head(x).float().log_softmax(-1).transpose(0, 1)
         targets = [self.ctc_targets[i] for i in idx]

@@ -108,15 +108,19 @@ class GradientRecipe:
 
     @staticmethod
     def _param_groups(module: torch.nn.Module, parent: LoadedBridge, settings: TrainSettings) -> list[dict]:
-        """Weights the parent had train at ``parent_lr_scale`` x the rate (frozen at 0); grown ones at full."""
+        """Weights the parent had train at ``parent_lr_scale`` x the rate (frozen at 0); grown ones at full,
+        except a grown personal top's pretrained layers, at ``top_lr_scale`` x the rate."""
         inherited = set(parent.module.state_dict())
         old = [p for n, p in module.named_parameters() if n in inherited]
-        new = [p for n, p in module.named_parameters() if n not in inherited]
+        top = [p for n, p in module.named_parameters() if n not in inherited and n.startswith("top.")]
+        new = [p for n, p in module.named_parameters() if n not in inherited and not n.startswith("top.")]
         scale = settings.parent_lr_scale
         if scale == 0:
             for p in old:
                 p.requires_grad_(False)
         groups = [{"params": new, "base_lr": settings.learning_rate}] if new else []
+        if top:
+            groups.append({"params": top, "base_lr": settings.learning_rate * settings.top_lr_scale})
         if old and scale > 0:
             groups.append({"params": old, "base_lr": settings.learning_rate * scale})
         return groups
