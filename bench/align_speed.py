@@ -134,7 +134,8 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
 
     from assistant.alignment.trainers import make_recipe, recipe_options, resolve_method, settings_for
     from assistant.config import AlignmentConfig
-    from assistant.alignment.personalize import bundle_set
+    from assistant.alignment.personalize import bundle_set, wants_top
+    from assistant.alignment.spoken import spoken_set
 
     c = AlignmentConfig(**memory)  # micro_batch_size / gradient_checkpointing from the command line
     encoded = engine.encoder.encode_many(waves)  # what the daemon cached at inference time: not timed
@@ -145,10 +146,12 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
         text: str
 
     train = [Ex(e, t) for e, t in zip(encoded, texts)]
-    replay = [Ex(r.encoded, r.text) for r in bundle_set(engine, "replay")] if c.replay_share > 0 else []
     method = resolve_method(c.method, bridge_kind=engine.bridge.kind, encoder_has_ctc=engine.encoder.ctc_head is not None,
                             personal_head=c.personal_head)
-    settings = settings_for(c, method, seed=seed, replay=replay)
+    top = wants_top(engine, c, method)  # a personal top replays the bundle's set spoken again (spoken.py)
+    generic = (spoken_set(engine, "replay") if top else bundle_set(engine, "replay")) if c.replay_share > 0 else []
+    replay = [Ex(r.encoded, r.text) for r in generic]
+    settings = settings_for(c, method, seed=seed, replay=replay, personal_top=top)
     same_epochs = max(1, -(-epochs * len(train) // c.batch_size))
     checkpoints = sorted({2 ** k for k in range(1, 12) if 2 ** k < settings.max_steps} | {same_epochs, settings.max_steps})
     if engine.bundle.manifest.is_noise:  # speed and memory only: the same epochs as the naive run
@@ -173,8 +176,8 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
                    None)
     return {"curve": curve, "same_epochs": at_epochs, "to_target": reached, "final": curve[-1],
             "settings": {"method": method, "max_steps": settings.max_steps, "batch": c.batch_size,
-                         "micro_batch": c.micro_batch_size, "gradient_checkpointing": c.gradient_checkpointing,
-                         "personal_head": c.personal_head, "replay": len(replay)}}
+                         "micro_batch": settings.micro_batch_size, "gradient_checkpointing": c.gradient_checkpointing,
+                         "personal_head": c.personal_head, "personal_top": top, "replay": len(replay)}}
 
 
 def run_one(mode: str, bundle: Path, args, target_wer: float | None = None) -> dict:

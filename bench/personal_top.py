@@ -1,12 +1,12 @@
 """Experiment: personalize the top of the speech encoder itself, not only what sits on its output.
 
-    python -m bench.personal_top --user SPEC [--n 100] [--test-n 300] [--top-layers 2] [--steps 200]
+    python -m bench.personal_top --user SPEC [--n 100] [--test-n 300] [--steps 200]
                                  [--lr 2e-4] [--top-lr 1e-4] [--anchor 1e-2] [--replay 0.25] [--json FILE]
 
 The shipped personalization (the ``ctc`` job) trains a personal CTC head and a 9-frame adapter on the
 CTC module's output; on a voice far from training (the sox-warped one) nothing it learns undoes a
-telephone band (bench/RESULTS.md). Here the top ``--top-layers`` Whisper layers, Whisper's final layer
-norm and our whole CTC module are copied and trained with the CTC loss on the user's labels, over the
+telephone band (bench/RESULTS.md). Here the encoder's top (``SpeechEncoder.personal_top``: its last
+``whisper.TOP_LAYERS`` Whisper layers, Whisper's final layer norm and our CTC module) is copied and trained with the CTC loss on the user's labels, over the
 Whisper states below them (computed once: the lower layers stay frozen), with an anchor to the copied
 weights and generic replay. Rows, on the same 300 test utterances as bench.personalize (same seeded
 corpus): the base, the user's words spotted (no training), and the trained top with the words spotted,
@@ -14,7 +14,8 @@ served to every utterance and routed by voice (the shipped voice routing's rule 
 
 Generic speech (the bundle's regression and replay texts, each in its own voice) is synthesized here:
 the bundle's sets hold only the CTC module's output, and a trained top needs the states below it.
-Not a method the daemon runs: what it measures decides whether the job should grow this way.
+The top alone, outside the job: the daemon's job (``alignment.personal_top``; bench.personalize
+``top@daemon``) trains the same top under its personal head and adapter, in micro-batches, and gates it.
 """
 
 from __future__ import annotations
@@ -29,60 +30,11 @@ import time
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def lower_states(encoder, waves, top_layers: int, batch: int = 16):
-    """Whisper states below the top ``top_layers`` layers, one (frames, d_model) tensor per wave."""
-    import torch
-
-    from assistant.engine.whisper import whisper_frames
-
-    base = encoder._base
-    out = [None] * len(waves)
-    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    layers = base.encoder.layers
-    with torch.inference_mode():
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            inputs, in_len = encoder._prepare([waves[i] for i in idx])
-            fr = whisper_frames(base.encoder, inputs["input_features"], inputs["attention_mask"],
-                                stop_at=len(layers) - top_layers)
-            for j, i in enumerate(idx):
-                out[i] = fr[j, :int(base._get_feat_extract_output_lengths(in_len[j]))].float().clone()
-    return out
-
-
-class Top:
-    """Copies of the top Whisper layers, Whisper's layer norm and the CTC module: lower states -> logits."""
-
-    def __init__(self, encoder, top_layers: int) -> None:
-        import torch
-
-        base = encoder._base
-        self.layers = torch.nn.ModuleList(copy.deepcopy(list(base.encoder.layers[-top_layers:]))).float()
-        self.norm = copy.deepcopy(base.encoder.layer_norm).float()
-        self.ctc = copy.deepcopy(base.ctc).float()
-
-    def modules(self):
-        return [self.layers, self.norm, self.ctc]
-
-    def features(self, x, pad=None):
-        import torch
-
-        attn = None
-        if pad is not None:
-            n = x.shape[1]
-            attn = torch.zeros(pad.shape, dtype=x.dtype).masked_fill(pad, torch.finfo(x.dtype).min)
-            attn = attn[:, None, None, :].expand(-1, 1, n, n)
-        for layer in self.layers:
-            x = layer(x, attn)
-        return self.ctc.features(self.norm(x), pad)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--user", required=True)
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--test-n", type=int, default=300)
-    p.add_argument("--top-layers", type=int, default=2)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=2e-4, help="the CTC module's learning rate")
     p.add_argument("--top-lr", type=float, default=1e-4, help="the Whisper layers' learning rate")
@@ -122,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
              **{k: [synthesize(u["voice"], u["text"], seed=0) for u in v] for k, v in sets.items()}}
     refs = {"adapt": [r["text"] for r in adapt_rows], "test": [r["text"] for r in test_rows],
             **{k: [u["text"] for u in v] for k, v in sets.items()}}
-    lower = {k: lower_states(enc, w, a.top_layers) for k, w in waves.items()}
-    log(f"{a.user}: states of {sum(map(len, lower.values()))} utterances in {time.perf_counter() - t_start:.0f} s")
-    base_top = Top(enc, a.top_layers)
-    with torch.inference_mode():
-        base_feats = {k: [base_top.features(x[None])[0] for x in v] for k, v in lower.items()}
+    encoded = {k: enc.encode_many(w) for k, w in waves.items()}
+    lower = {k: [e.lower.clone() for e in v] for k, v in encoded.items()}
+    base_feats = {k: [e.features for e in v] for k, v in encoded.items()}
+    log(f"{a.user}: {sum(map(len, lower.values()))} utterances encoded in {time.perf_counter() - t_start:.0f} s")
+    head = copy.deepcopy(enc.ctc_head).float()
     words = personal_lexicon(refs["adapt"], [], vocabulary=engine.vocabulary)
     cfg = AlignmentConfig()
     spot = with_lexicon(engine.bridge, words, cfg.lexicon_bonus, spotting=True, spot_margin=cfg.lexicon_spot_margin)
@@ -138,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         hyps, users = [], 0
         with torch.inference_mode():
             for x, f0, w in zip(lower[name], base_feats[name], waves[name]):
-                mine = not routed or router.is_users_voice(f0)
+                mine = top is not None and (not routed or router.is_users_voice(f0))
                 users += mine
-                f = top.features(x[None])[0] if mine else f0
-                e = EncoderOutput(features=f, ctc_logits=top.ctc.lm_head(f), frame_rate_hz=enc.frame_rate_hz)
+                f = top(x) if mine else f0
+                e = EncoderOutput(features=f, ctc_logits=head(f), frame_rate_hz=enc.frame_rate_hz)
                 hyps.append(engine.transcribe_encoded(e, len(w) / TARGET_RATE_HZ, bridge=bridge)[0])
         return hyps, users
 
@@ -160,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{method}: {r}")
         rows.append(r)
 
-    row("base", base_top, engine.bridge)
-    row("spot", base_top, spot)
-    top = Top(enc, a.top_layers)
+    row("base", None, engine.bridge)
+    row("spot", None, spot)
+    top = enc.personal_top()  # the encoder's last TOP_LAYERS Whisper layers, its layer norm, our CTC module
     whisper_params = [q for m in (top.layers, top.norm) for q in m.parameters()]
-    ctc_params = list(top.ctc.parameters())
+    ctc_params = [q for m in (top.proj, top.ctc_layers, top.ctc_norm, head) for q in m.parameters()]
     params = whisper_params + ctc_params
     for q in params:
         q.requires_grad_(True)
@@ -176,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     n_rep = round(16 * a.replay)
     t0 = time.perf_counter()
     with PeakRss() as mem:
-        for m in top.modules():
-            m.train()
+        top.train()
         for step in range(1, a.steps + 1):
             idx = rng.choice(len(lower["adapt"]), 16 - n_rep, replace=len(lower["adapt"]) < 16 - n_rep).tolist()
             ridx = rng.choice(len(lower["replay"]), n_rep, replace=False).tolist() if n_rep else []
@@ -185,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             ts = [targets["adapt"][i] for i in idx] + [targets["replay"][i] for i in ridx]
             x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
             lens = torch.tensor([len(f) for f in xs])
-            pad = torch.arange(x.shape[1])[None] >= lens[:, None]
-            lp = top.ctc.lm_head(top.features(x, pad)).log_softmax(-1).transpose(0, 1)
+            lp = head(top(x, lens)).log_softmax(-1).transpose(0, 1)
             loss = torch.nn.functional.ctc_loss(lp, torch.cat(ts), lens, torch.tensor([len(t) for t in ts]),
                                                 blank=enc.blank_id, zero_infinity=True)
             loss = loss + a.anchor * sum(((q - q0) ** 2).sum() for q, q0 in zip(params, init))
@@ -197,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             if step % 50 == 0:
                 log(f"step {step}/{a.steps} loss {loss.item():.3f}")
     seconds = time.perf_counter() - t0
-    for m in top.modules():
-        m.eval()
-    name = f"top{a.top_layers}+spot"
+    top.eval()
+    name = f"top{enc.top_layers}+spot"
     row(name, top, spot, seconds, mem.extra_mb)
     row(f"{name}+voice", top, spot, seconds, mem.extra_mb, routed=True)
     print(table(rows))
