@@ -245,8 +245,9 @@ class AlignmentConfig:
     batch_size: int = 16
     personal_head: bool = True  # ctc bridges: grow and train a personal CTC head + adapter (bench/RESULTS.md)
     # with a personal head on a Whisper encoder: also train a copy of the encoder's top (its last layers and
-    # our CTC module), which hears the user's voice where a head on its output cannot (bench/personal_top.py)
-    personal_top: bool = False
+    # our CTC module), which hears the user's voice where a head on its output cannot (bench/RESULTS.md,
+    # "A personal top"); a job then takes minutes, not seconds, on a 2-core CPU
+    personal_top: bool = True
     adapter_dim: int = 256  # width of that residual adapter on the encoder frames (0: head only)
     adapter_kernel: int = 9  # frames (odd) the adapter sees around each frame: a far voice needs context
     adapter_dropout: float = 0.3  # on the adapter's hidden units while training: 100 utterances overfit

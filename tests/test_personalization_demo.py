@@ -2,9 +2,9 @@
 
 A real daemon on 127.0.0.1: the user reads enrollment prompts (the shipped ones and their own, naming
 contacts and places) in an espeak-ng voice left out of the demo's training; the recordings go up
-through the API; the idle scheduler runs a job on the shipped models (personal CTC head, replay, anchor;
-a learning rate that forces the gate to accept); the gate decides with both WERs stored; the accepted
-bridge serves the next turn, and a rollback through the API restores the shipped one.
+through the API; the idle scheduler runs a job on the shipped models (personal CTC head and top, replay,
+anchor; a learning rate that forces the gate to accept); the gate decides with both WERs stored; the
+accepted bridge serves the next turn, and a rollback through the API restores the shipped one.
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ def test_a_new_voice_enrolls_and_the_idle_job_gates_and_swaps(tmp_path):
             row = next(v for v in bridges["versions"] if v["version"] == version)
             assert row["parent_version"] == base and row["metrics"]["user_wer_after"] == m["user_wer_after"]
             assert row["status"] == "accepted" and bridges["active"] == version
+            # the shipped Whisper encoder offers a top: the job trained the bridge's own copy of it
+            saved = json.loads((d.data_dir / "bridges" / version / "bridge.json").read_text())
+            assert saved["top_layers"] == 2 and saved["training"]["personal_top"], saved["training"]
             probe = spoken("set a timer for ten minutes")
             turn = c.post("/v1/turns", files={"audio": ("a.wav", probe, "audio/wav")}).json()
             assert turn["bridge_version"] == version
