@@ -41,25 +41,23 @@ def spoken_set(engine: "Engine", name: str, *, models: AbstractContextManager | 
     if path is None or not path.is_file():
         return []
     rows = json.loads(path.read_text(encoding="utf-8"))["utterances"][:limit]
-    waves, kept, missing = [], [], {}
-    for row in rows:
-        try:
-            waves.append(synthesize(row["voice"], row["text"], seed=0))
-            kept.append(row)
-        except SynthError as exc:
-            missing.setdefault(row["voice"].split(":", 1)[0], str(exc))
-    if missing:
-        log.warning("%s set: %d of %d sentences left out (%s)", name, len(rows) - len(kept), len(rows),
-                    "; ".join(missing.values()))
     lock = models if models is not None else nullcontext()
-    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-    encoded: list = [None] * len(waves)
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
+    items, missing = [], {}
+    for s in range(0, len(rows), batch):  # a batch at a time: the job holds no audio
+        waves, kept = [], []
+        for row in rows[s:s + batch]:
+            try:
+                waves.append(synthesize(row["voice"], row["text"], seed=0))
+                kept.append(row)
+            except SynthError as exc:
+                missing.setdefault(row["voice"].split(":", 1)[0], str(exc))
         with lock:
-            outs = engine.encoder.encode([waves[i] for i in idx])
-        for i, e in zip(idx, outs):  # float16 on the CPU: 300 sentences' lower states are 50 MB in float32
-            encoded[i] = EncoderOutput(e.features.cpu(), None if e.ctc_logits is None else e.ctc_logits.cpu(),
-                                       e.frame_rate_hz, None if e.lower is None else e.lower.to("cpu", torch.float16))
-    return [RegressionItem(encoded=e, text=r["text"], id=r["id"], duration_s=len(w) / TARGET_RATE_HZ)
-            for e, r, w in zip(encoded, kept, waves)]
+            outs = engine.encoder.encode(waves) if waves else []
+        for e, r, w in zip(outs, kept, waves):  # float16 on the CPU: 300 sentences' lower states are 50 MB
+            e = EncoderOutput(e.features.cpu(), None if e.ctc_logits is None else e.ctc_logits.cpu(),
+                              e.frame_rate_hz, None if e.lower is None else e.lower.to("cpu", torch.float16))
+            items.append(RegressionItem(encoded=e, text=r["text"], id=r["id"], duration_s=len(w) / TARGET_RATE_HZ))
+    if missing:
+        log.warning("%s set: %d of %d sentences left out (%s)", name, len(rows) - len(items), len(rows),
+                    "; ".join(missing.values()))
+    return items

@@ -86,6 +86,12 @@ class SpeechEncoder:
                              "Whisper encoder with our CTC module has)")
         return self._base.top_copy().to(self.device)
 
+    def frozen_top(self) -> torch.nn.Module:
+        """The encoder's own top (no copy; frozen): what a fresh personal top equals."""
+        if not self.top_layers:
+            raise ValueError(f"the speech encoder {self.identity} has no top")
+        return self._base.top_view()
+
     @property
     def ctc_head(self) -> torch.nn.Module | None:
         """The CTC output layer (hidden -> labels), or None; a personal bridge head starts as its copy."""

@@ -171,12 +171,14 @@ class WhisperBackbone(nn.Module):
         feats = _top_features(self.encoder.layers[split:], self.encoder.layer_norm, self.ctc, lower, pad)
         return SimpleNamespace(last_hidden_state=feats, lower_states=lower)
 
+    def top_view(self) -> EncoderTop:
+        """The frozen top itself as an ``EncoderTop`` (the same parameters, not a copy): what a grown
+        personal top started from, for the job's anchor."""
+        return EncoderTop(list(self.encoder.layers[-self.top_layers:]), self.encoder.layer_norm, self.ctc)
+
     def top_copy(self) -> EncoderTop:
         """A float32 copy of the frozen top, trainable (a personal top starts as it)."""
-        ctc = copy.deepcopy(self.ctc)
-        top = EncoderTop(copy.deepcopy(list(self.encoder.layers[-self.top_layers:])),
-                         copy.deepcopy(self.encoder.layer_norm), ctc)
-        return top.float().requires_grad_(True)
+        return copy.deepcopy(self.top_view()).float().requires_grad_(True)
 
 
 class WhisperCtc(nn.Module):

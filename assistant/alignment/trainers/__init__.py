@@ -11,7 +11,9 @@ cleanup). Methods:
   ``FALLBACK_METHOD`` (backprop); with the daemon's ``[alignment]`` defaults (a 9-frame adapter with
   dropout, 600 steps at 3e-3, an anchor, replay, word spotting, voice routing chosen by the gate) that is
   bench/personalize.py ``ctc+spot`` / ``ctc+voice+spot``: the best quality measured on all three test
-  voices, in a fraction of a backprop job's time and memory (docs/ARCHITECTURE.md "Method choice").
+  voices, in a fraction of a backprop job's time and memory (docs/ARCHITECTURE.md "Method choice"). On a
+  Whisper encoder ``personal_top`` adds a trained copy of the encoder's top under the head
+  (``TOP_STEP_DEFAULTS``, ``TOP_MICRO_BATCH``): bench/personalize.py ``top@daemon``.
 """
 
 from __future__ import annotations

@@ -150,6 +150,19 @@ def candidate_of(parent: LoadedBridge, init: torch.nn.Module | None = None, *,
     return LoadedBridge(module=module, config=cfg)
 
 
+def anchor_of(parent: LoadedBridge, growth: dict[str, Any], module: torch.nn.Module, encoder: Any
+              ) -> list[torch.Tensor]:
+    """What the anchor pulls ``module``'s parameters (in their order) toward: the grown parent's values.
+    A personal top's are the frozen weights it was copied from (the parent's own top, or the encoder's),
+    referenced rather than copied: a copy would add 28 MB to the job."""
+    plain = {k: v for k, v in growth.items() if k not in ("encoder_top", "top_layers")}
+    start = dict(candidate_of(parent, **plain).module.named_parameters())
+    top = getattr(parent.module, "top", None) or (encoder.frozen_top() if "encoder_top" in growth else None)
+    frozen = dict(top.named_parameters()) if top is not None else {}
+    return [frozen[n[4:]].detach() if n.startswith("top.") else start[n].detach().clone()
+            for n, _ in module.named_parameters()]
+
+
 def growth_of(engine: Any, parent: LoadedBridge, settings: TrainSettings) -> dict[str, Any]:
     """``candidate_of`` keywords for ``settings.personal_head``: empty when the bridge cannot own a head
     (a conv bridge, or an encoder without CTC)."""

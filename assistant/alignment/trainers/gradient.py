@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager, Sequence
 import torch
 
 from assistant.alignment.trainers.base import (LabelledExample, MemoryMeter, Progress, StepLoop, TrainSettings,
-                                               candidate_of, finished_bridge, growth_of, lr_factor,
+                                               anchor_of, candidate_of, finished_bridge, growth_of, lr_factor,
                                                module_device, routed_by_voice)
 from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, fingerprint, mean_objective
 from assistant.alignment.trainers.state import (load_module, load_optimizer, module_tensors, optimizer_state,
@@ -30,11 +30,17 @@ Objective = Callable[[torch.nn.Module, Sequence[int]], torch.Tensor]
 ObjectiveFactory = Callable[..., Objective]  # (llm, inputs, *, ctc_weight) -> objective
 
 
-def anchor_penalty(params: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None, weight: float
-                   ) -> torch.Tensor | float:
+@torch.no_grad()
+def add_anchor_gradient(params: Sequence[torch.Tensor], anchor: Sequence[torch.Tensor] | None, weight: float) -> None:
+    """Add the gradient of ``0.5 * weight * sum ||p - a||^2`` to each ``p.grad``, one tensor at a time:
+    through autograd the penalty keeps a difference and a square of every weight (56 MB more for a
+    personal top) until backward."""
     if anchor is None or weight == 0:
-        return 0.0
-    return 0.5 * weight * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
+        return
+    for p, a in zip(params, anchor):
+        if p.requires_grad:
+            diff = p - a.to(p.dtype)
+            p.grad = diff.mul_(weight) if p.grad is None else p.grad.add_(diff, alpha=weight)
 
 
 class GradientRecipe:
@@ -65,8 +71,7 @@ class GradientRecipe:
         self.objective = self.make_objective(self.llm, self.inputs, ctc_weight=settings.ctc_weight if growth else 0.0)
         self.params = [p for p in module.parameters()]
         # the anchor is the parent's function: the grown parent when the candidate grew a head
-        self.anchor = ([p.detach().clone() for p in candidate_of(parent, **growth).module.parameters()]
-                       if settings.anchor_weight > 0 else None)
+        self.anchor = anchor_of(parent, growth, module, engine.encoder) if settings.anchor_weight > 0 else None
         self.opt = torch.optim.AdamW(self._param_groups(module, parent, settings), lr=settings.learning_rate,
                                      weight_decay=0.0)
         self.loop = StepLoop(settings.max_steps, self.meter)
@@ -162,9 +167,9 @@ class GradientRecipe:
                     part_loss.backward()  # frees this part's activations before the next one
                     part_loss = part_loss.detach()
                 loss = loss + part_loss
-            total = loss + anchor_penalty(self.params, self.anchor, self.settings.anchor_weight)
-            if isinstance(total, torch.Tensor) and total.requires_grad:
-                total.backward()  # inside the context: checkpointed layers recompute during backward
+            if loss.requires_grad:
+                loss.backward()  # inside the context: checkpointed layers recompute during backward
+        add_anchor_gradient(self.params, self.anchor, self.settings.anchor_weight)
         if not torch.isfinite(loss):
             log.warning("%s: non-finite loss at step %d; update skipped", self.name, step)
             self.opt.zero_grad(set_to_none=True)
