@@ -95,7 +95,7 @@ def vad_run(wave: np.ndarray, vad_config) -> dict:
 
 
 def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, context_s: float, lookahead_s: float,
-            hints: bool = True) -> dict:
+            hints: bool = True, personal_top: bool = False) -> dict:
     import torch
 
     from assistant.config import VadConfig, load_config
@@ -108,6 +108,15 @@ def measure(bundle: Path, utts: list[tuple[np.ndarray, str]], chunk_s: float, co
     conv = engine.bridge if engine.bridge.kind == "conv" or "conv" not in engine.bundle.manifest.bridges else \
         Engine.load_bridge_for(engine.bundle.bridge_dir("conv"), engine.encoder, engine.llm)
     ours_bridge = engine.bridge
+    if personal_top and engine.encoder.top_layers:  # what a job grows (head, adapter, top), untrained: same compute
+        from assistant.alignment.trainers.base import candidate_of
+        from assistant.config import AlignmentConfig
+
+        a = AlignmentConfig()
+        ours_bridge = candidate_of(engine.bridge, encoder_head=engine.encoder.ctc_head, adapter_dim=a.adapter_dim,
+                                   adapter_kernel=a.adapter_kernel, adapter_dropout=a.adapter_dropout,
+                                   encoder_top=engine.encoder.personal_top, top_layers=engine.encoder.top_layers)
+        ours_bridge.module.eval().requires_grad_(False)
     from bench.peer import FasterWhisper, whisper_source_of
 
     source = whisper_source_of(bundle)
@@ -220,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context-s", type=float, default=EngineConfig.stream_context_s)
     ap.add_argument("--lookahead-s", type=float, default=EngineConfig.stream_lookahead_s)
     ap.add_argument("--no-hints", action="store_true", help="no draft hints from decoding during speech")
+    ap.add_argument("--personal-top", action="store_true",
+                    help="ours serves a bridge with a personal head and top, as after a default job")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     from assistant.config import demo_bundle_dir
@@ -241,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for b in bundles:
         print(f"==> {b}", file=sys.stderr, flush=True)
-        results.append(measure(b, utts, args.chunk_s, args.context_s, args.lookahead_s, hints=not args.no_hints))
+        results.append(measure(b, utts, args.chunk_s, args.context_s, args.lookahead_s, hints=not args.no_hints,
+                               personal_top=args.personal_top))
     print(f"end of speech (the VAD's decision) -> transcript, median over {args.n} espeak-ng utterances (CPU, "
           f"{results[0]['threads']} threads; streaming chunks {args.chunk_s} s, context {args.context_s} s, lookahead {args.lookahead_s} s, "
           f"draft hints {'off' if args.no_hints else 'on'}; hangover {VadConfig().hangover_ms} ms)")
