@@ -103,9 +103,9 @@ def whisper_frames(encoder, input_features: torch.Tensor, frame_mask: torch.Tens
     return encoder.layer_norm(x) if stop_at is None else x
 
 
-# The Whisper layers a personal top copies (EncoderTop): on the user's 100 labels, training the top two
-# with our CTC module cut flite slt's WER 53 % and the sox-warped voice's 28 % (bench/personal_top.py),
-# where a head on the module's output cut 38 % and 12 %. The encoder keeps the states below them.
+# The Whisper layers a personal top copies (EncoderTop): trained with our CTC module on a user's 100
+# labels, they cut the user's WER about twice as much as a head on the module's output on the voices far
+# from training (bench/RESULTS.md, "A personal top"). The encoder keeps the states below them.
 TOP_LAYERS = 2
 
 
