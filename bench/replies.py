@@ -10,7 +10,9 @@ rooms, times and places, is in the reply, and the reply is no apology), per doma
 reply. The bundle's replies come from its skills (assistant/skills: calculations computed) and else
 its LLM with the reply adapter; "the LLM alone" turns the skills off. ``--speech held-out|flite|
 festival|sox``: the same requests spoken by that new-user voice (VAD-framed), transcribed by the
-bundle, and the reply written from that transcript. ``--prompts``:
+bundle, and the reply written from that transcript; with ``--personalize N`` (flite, festival, sox) also
+after the daemon's default job on N enrollment prompts spoken by that voice (bench.personalize's
+corpus; never a test sentence), as the user would hear it after a job. ``--prompts``:
 also the LLM without the reply adapter and with other reply prompts.
 
 The clock is fixed (``NOW``), so replies are reproducible; a time or date question the templates answer
@@ -75,7 +77,7 @@ def score(engine, pairs, transcripts=None) -> dict:
             "misses": examples}
 
 
-def heard(engine, utterances, voice: str, seed: int) -> tuple[list[str], float]:
+def heard(engine, utterances, voice: str, seed: int, bridge=None) -> tuple[list[str], float]:
     """Transcripts of ``utterances`` spoken by a new-user voice, VAD-framed; and their WER."""
     from assistant.metrics import wer
     from assistant.synth.voices import synthesize
@@ -88,8 +90,19 @@ def heard(engine, utterances, voice: str, seed: int) -> tuple[list[str], float]:
         spec = heldout_voice_for(u.id, seed) if voice == "held-out" else NEW_USERS[voice]
         waves.append(vad_framed(synthesize(spec, u.text, seed=seed), i))
     encoded = engine.encoder.encode_many(waves)
-    hyps = [engine.transcribe_encoded(e, len(w) / 16000)[0] for e, w in zip(encoded, waves)]
+    hyps = [engine.transcribe_encoded(e, len(w) / 16000, bridge=bridge)[0] for e, w in zip(encoded, waves)]
     return hyps, wer([u.text for u in utterances], hyps).rate
+
+
+def personalized(engine, voice: str, n: int, seed: int):
+    """The bridge the daemon's default job trains on ``n`` enrollment prompts in ``voice`` (not gated)."""
+    from assistant.audio import load_audio
+    from bench.personalize import daemon_method, user_corpus
+    from bench.real.corpora import NEW_USERS
+
+    adapt, _ = user_corpus(str(NEW_USERS[voice]), n, 0, seed)
+    encoded = engine.encoder.encode_many([load_audio(r["audio"], max_duration_s=60).samples for r in adapt])
+    return daemon_method("ctc")(engine, [(e, r["text"]) for e, r in zip(encoded, adapt)], seed)
 
 
 def row(name: str, r: dict) -> str:
@@ -106,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speech", nargs="*", default=[], choices=["held-out", "flite", "festival", "sox"],
                     help="also from the speech of these new-user voices")
     ap.add_argument("--prompts", action="store_true", help="also without the adapter and with other prompts")
+    ap.add_argument("--personalize", type=int, default=0, metavar="N",
+                    help="also after the daemon's default job on N enrollment prompts in each --speech voice")
     args = ap.parse_args(argv)
+    if args.personalize and "held-out" in args.speech:
+        ap.error("--personalize needs one user's voice: flite, festival or sox (held-out is many speakers)")
     from assistant.config import load_config
     from assistant.engine.engine import Engine
     from assistant.synth import text as tx
@@ -141,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         print(row(f"from {voice} speech (transcript WER {rate:.3f})", r))
         for said, reply, ref in r["misses"][:2]:
             print(f"|   e.g. | heard {said!r} -> {reply!r} (want {ref!r}) | | | | |")
+        if args.personalize:
+            hyps, rate = heard(engine, tests, voice, args.seed, bridge=personalized(engine, voice, args.personalize,
+                                                                                   args.seed))
+            r = score(engine, pairs, hyps)
+            print(row(f"from {voice} speech after a job on {args.personalize} of its prompts (WER {rate:.3f})", r),
+                  flush=True)
     return 0
 
 
