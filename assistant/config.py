@@ -240,8 +240,8 @@ class AlignmentConfig:
     min_heldout: int = 10  # fewer held-out utterances: no gate decision, the job is rejected
     min_improvement: float = 0.05  # relative user-WER cut the candidate must reach (0.05 = 5 %)
     generic_tolerance: float = 0.02  # allowed relative rise of the generic regression WER
-    max_steps: int = 0  # 0: the method's own (ctc 600, others 200; alignment.trainers.STEP_DEFAULTS)
-    learning_rate: float = 0.0  # 0: the method's own (ctc 3e-3, others 1e-3)
+    max_steps: int = 0  # 0: the method's own (ctc 600 or 200 with a personal top, others 200; trainers.STEP_DEFAULTS)
+    learning_rate: float = 0.0  # 0: the method's own (ctc 3e-3 or 2e-4 with a personal top, others 1e-3)
     batch_size: int = 16
     personal_head: bool = True  # ctc bridges: grow and train a personal CTC head + adapter (bench/RESULTS.md)
     # with a personal head on a Whisper encoder: also train a copy of the encoder's top (its last layers and
