@@ -32,11 +32,12 @@ FALLBACK_METHOD = "backprop"  # "default" on a bridge that cannot own a personal
 # (max_steps, learning_rate) a method takes when [alignment] leaves them at 0. A ctc step is a fraction of
 # a backprop step, and the head it trains generalises best past 200 steps (bench/RESULTS.md, "Adapter shape")
 STEP_DEFAULTS: dict[str, tuple[int, float]] = {"ctc": (600, 3e-3)}
-# a ctc job that trains a personal top: its pretrained layers want small steps, and a step costs ~1 s on a
-# 2-core CPU (bench/personal_top.py: 200 steps, 2e-4 for the CTC module, 1e-4 for the Whisper layers)
+# a ctc job that trains a personal top: its pretrained layers want small steps (the top's weights at
+# TrainSettings.top_lr_scale x the rate), and a step costs ~1 s on a 2-core CPU (bench/RESULTS.md,
+# "A personal top")
 TOP_STEP_DEFAULTS = (200, 2e-4)
-# ... and runs each batch in parts of 4 (alignment.micro_batch_size 0): the Whisper layers' activations for
-# a batch of 16 are ~500 MB on the CPU, a quarter of the serving process
+# ... and runs each batch in parts of 4 (when alignment.micro_batch_size is 0): the activations of a whole
+# batch of long utterances through two Whisper layers would add about half a GB to the job
 TOP_MICRO_BATCH = 4
 GENERIC_STEP_DEFAULTS = (200, 1e-3)
 
