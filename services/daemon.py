@@ -8,6 +8,7 @@ sees it, so a crash at any point loses nothing; at start, rows left unprocessed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -141,6 +142,7 @@ class Daemon:
         if wyoming is not None:
             await wyoming.stop()
         self.bus.close()  # event WebSockets close themselves (1001) instead of being cut at the deadline
+        await self.bus.drained(1.0)  # ... before the server stops, which would close them as 1012
         server.should_exit = True
         try:  # open keep-alive connections and WebSockets get a few seconds, then are cut
             await asyncio.wait_for(asyncio.gather(api_task, return_exceptions=True), timeout=5)
@@ -203,7 +205,11 @@ class Daemon:
         cfg = uvicorn.Config(app, host=self.config.api.host, port=self.config.api.port, log_level="warning",
                              lifespan="off", access_log=False, timeout_graceful_shutdown=3)
         server = uvicorn.Server(cfg)
-        server.install_signal_handlers = lambda: None  # the daemon owns SIGTERM/SIGINT
+        # The daemon owns SIGTERM/SIGINT: uvicorn (0.29: install_signal_handlers; later: capture_signals) would
+        # otherwise start its own shutdown at the signal and close the events WebSockets as 1012 before the
+        # daemon has closed them itself (1001) and stopped the rest in order
+        server.install_signal_handlers = lambda: None
+        server.capture_signals = contextlib.nullcontext
         task = asyncio.create_task(server.serve(), name="api")
         while not server.started:
             if task.done():

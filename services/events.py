@@ -21,6 +21,7 @@ class EventBus:
         self._queue_max = queue_max
         self._subscribers: set[asyncio.Queue] = set()
         self.closed = False
+        self._gone = asyncio.Event()  # after close(): every subscriber has unsubscribed
 
     def publish(self, kind: str, /, **data: Any) -> None:  # positional: a field may be named "kind"
         event = {"type": kind, "at": time.time(), **data}
@@ -50,16 +51,29 @@ class EventBus:
         return q
 
     def close(self) -> None:
-        """The daemon is stopping (event loop thread): every subscriber gets ``None`` and goes."""
+        """The daemon is stopping (event loop thread): every subscriber gets ``None`` and goes
+        (``unsubscribe``; ``drained`` waits for that)."""
         self.closed = True
         for q in list(self._subscribers):
             if q.full():
                 q.get_nowait()
             q.put_nowait(None)
-        self._subscribers.clear()
+        if not self._subscribers:
+            self._gone.set()
 
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._subscribers.discard(q)
+        if self.closed and not self._subscribers:
+            self._gone.set()
+
+    async def drained(self, timeout_s: float) -> bool:
+        """After ``close``: wait until every subscriber has unsubscribed (an events WebSocket has sent its
+        own close frame, 1001), at most ``timeout_s``; the server stopping first would cut it (1012)."""
+        try:
+            await asyncio.wait_for(self._gone.wait(), timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     @property
     def subscriber_count(self) -> int:
