@@ -248,6 +248,10 @@ class AlignmentConfig:
     # our CTC module), which hears the user's voice where a head on its output cannot (bench/RESULTS.md,
     # "A personal top"); a job then takes minutes, not seconds, on a 2-core CPU
     personal_top: bool = True
+    # > 0: the top's Whisper layers stay the encoder's own (shared) and the job trains a low-rank (LoRA) update
+    # of this rank on each of their weights: no gradient or optimizer state for the pretrained weights, and a
+    # version holds the update only; 0: the job trains a full copy of them (28 MB per version)
+    top_rank: int = 0
     adapter_dim: int = 256  # width of that residual adapter on the encoder frames (0: head only)
     adapter_kernel: int = 9  # frames (odd) the adapter sees around each frame: a far voice needs context
     adapter_dropout: float = 0.3  # on the adapter's hidden units while training: 100 utterances overfit
@@ -287,6 +291,7 @@ class AlignmentConfig:
         _check(self.adapter_dim >= 0, "alignment.adapter_dim", "an integer >= 0 (0: head only)")
         _check(self.personal_head or not self.personal_top, "alignment.personal_top",
                "false while alignment.personal_head is false (the top feeds the personal head)")
+        _check(self.top_rank >= 0, "alignment.top_rank", "an integer >= 0 (0: train a full copy of the top)")
         _check(self.parent_lr_scale >= 0, "alignment.parent_lr_scale", "a number >= 0 (0: frozen)")
         _check(self.anchor_weight >= 0, "alignment.anchor_weight", "a number >= 0")
         _check(0 <= self.replay_share < 1, "alignment.replay_share", "a fraction in [0, 1)")

@@ -225,6 +225,10 @@ class JobRunner(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - recorded on the job; the daemon goes on
             log.exception("alignment job %d failed", self.job_id)
             self._update(state="failed", error=f"{type(exc).__name__}: {exc}", finished_at=_now())
+        finally:  # what the job's data, spoken sets and gate freed goes back to the system, not the heap
+            from assistant.alignment.trainers.base import release_memory
+
+            release_memory()
 
     def _run(self, method: str, checkpoint: str | None) -> None:
         from assistant.alignment import registry

@@ -61,6 +61,7 @@ CHECKS = [
     ("alignment", "lexicon_spot_margin = nan", "alignment.lexicon_spot_margin"),
     ("alignment", "adapter_dim = -1", "alignment.adapter_dim"),
     ("alignment", "personal_head = false\npersonal_top = true", "alignment.personal_top"),
+    ("alignment", "top_rank = -1", "alignment.top_rank"),
     ("alignment", "parent_lr_scale = -0.1", "alignment.parent_lr_scale"),
     ("alignment", "anchor_weight = -0.1", "alignment.anchor_weight"),
     ("alignment", "replay_share = 1.0", "alignment.replay_share"),

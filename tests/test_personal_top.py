@@ -132,3 +132,51 @@ def test_a_job_trains_a_personal_top_and_the_gate_judges_it_on_spoken_generic_sp
     assert all(moved), "every weight of the top trained"
     wave, text, e = speech[0]
     assert engine.transcribe_encoded(e, len(wave) / 16000, bridge=cand)[0].strip()
+
+
+def test_a_lora_top_shares_the_encoders_layers_and_computes_its_features(engine, speech):
+    import copy
+
+    from assistant.engine.lora import LoraLinear
+
+    top = engine.encoder.personal_top(8)
+    frozen = engine.encoder.frozen_top()
+    e = speech[0][2]
+    with torch.no_grad():
+        assert torch.allclose(top(e.lower), e.features, atol=1e-4)  # the update starts at zero
+    lora = [m for m in top.modules() if isinstance(m, LoraLinear)]
+    assert len(lora) == 12  # q, k, v, out, fc1, fc2 of two Whisper layers
+    # the pretrained weights are the encoder's own tensors: not copied, not saved, not trained, not deep-copied
+    assert lora[0].base.module.weight is frozen.layers[0].self_attn.k_proj.weight
+    assert copy.deepcopy(top).layers[0].self_attn.k_proj.base.module.weight is lora[0].base.module.weight
+    assert not any(k.endswith("proj.weight") and k.startswith("layers.") for k in top.state_dict())
+    assert not any(p.requires_grad for p in frozen.layers.parameters())
+    assert sum(p.numel() for p in top.parameters()) < 0.15 * sum(p.numel() for p in frozen.parameters())
+
+
+def test_a_job_with_a_top_rank_trains_the_update_and_its_version_loads_back(engine, speech, tmp_path):
+    from assistant.alignment.data import Example, LabelledSet
+    from assistant.alignment.personalize import TRAINED, personalize
+    from assistant.alignment.spoken import spoken_set
+    from assistant.config import AlignmentConfig
+    from assistant.engine.checkpoint import WEIGHTS_NAME, save_bridge
+
+    replay = spoken_set(engine, "replay", limit=8)
+    examples = [Example(i, t, e, e.n_frames / e.frame_rate_hz) for i, (_, t, e) in enumerate(speech)]
+    data = LabelledSet(train=examples[:12], heldout=examples[12:], cached=len(examples), reencoded=0)
+    cfg = dataclasses.replace(AlignmentConfig(), personal_top=True, top_rank=8, max_steps=4, voice_routing="off")
+    pretrained = engine.encoder.frozen_top().layers[0].fc1.weight.clone()
+    out = personalize(engine, data, cfg, method="default", seed=0, generic=replay, replay=replay, gated=False)
+    assert out.state == TRAINED
+    cand = out.candidate
+    assert cand.config.top_layers == 2 and cand.config.top_rank == 8 and cand.config.training["top_rank"] == 8
+    assert float(cand.module.top.layers[0].fc1.lora_b.abs().max()) > 0, "the update trained"
+    assert torch.equal(engine.encoder.frozen_top().layers[0].fc1.weight, pretrained), "the encoder did not"
+    save_bridge(cand, tmp_path / "v")
+    assert (tmp_path / "v" / WEIGHTS_NAME).stat().st_size < 6 * 2**20  # the update, not two Whisper layers
+    loaded = engine.load_bridge_for(tmp_path / "v", engine.encoder, engine.llm)
+    wave, _, e = speech[1]
+    with torch.no_grad():
+        assert torch.allclose(loaded.module.top(e.lower), cand.module.top(e.lower), atol=1e-5)
+    assert engine.transcribe_encoded(e, len(wave) / 16000, bridge=loaded)[0] == \
+        engine.transcribe_encoded(e, len(wave) / 16000, bridge=cand)[0]

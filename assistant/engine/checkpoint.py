@@ -45,6 +45,9 @@ class BridgeConfig:
     # > 0: the bridge owns a personal top, a trained copy of the encoder's last top_layers pretrained layers
     # and its CTC module's layers, reading the encoder's lower states (whisper.EncoderTop; ctc bridges)
     top_layers: int = 0
+    # > 0: that top's Whisper layers are the encoder's own, shared, with a trained update of this rank on each
+    # Linear (engine/lora.py); 0: a full copy (28 MB per version for two Whisper base layers)
+    top_rank: int = 0
     # the head and adapter serve only utterances in the user's voice (centroids in the weights file)
     voice_routing: bool = False
     input_norm: bool = True
@@ -213,13 +216,13 @@ def check_compatible(config: BridgeConfig, encoder: Any, llm: Any, *, check_ids:
 
 def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: str, encoder_dim: int,
                 llm_dim: int, ctc_blank_id: int | None, device: torch.device | str = "cpu",
-                check_ids: bool = True, encoder_top: Callable[[], torch.nn.Module] | None = None,
+                check_ids: bool = True, encoder_top: Callable[[int], torch.nn.Module] | None = None,
                 encoder_top_layers: int = 0) -> LoadedBridge:
     """Rebuild a bridge from its JSON and load its weights, refusing one that does not fit.
 
     ``ctc_blank_id`` is the loaded encoder's blank (None: the encoder has no CTC head). ``encoder_top``
-    makes a copy of the encoder's top (``SpeechEncoder.personal_top``, ``encoder_top_layers`` layers) for a
-    bridge that owns one.
+    makes a personal top of the encoder's (``SpeechEncoder.personal_top``, ``encoder_top_layers`` layers; the
+    argument is the bridge's ``top_rank``) for a bridge that owns one.
     """
     directory = Path(directory)
     cfg = read_bridge_config(directory)
@@ -245,7 +248,7 @@ def load_bridge(directory: str | os.PathLike[str], *, encoder_id: str, llm_id: s
     if cfg.top_layers:
         if encoder_top is None:  # check_compatible refused an encoder without a top already
             raise ModelFilesError(f"bridge {directory} owns a personal top; pass the encoder's to load it")
-        module.top = encoder_top().float().cpu()
+        module.top = encoder_top(cfg.top_rank).float().cpu()
     try:
         state = load_file(str(wpath))
         module.load_state_dict(state, strict=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from assistant.bundle import POINTER_NAME
+from assistant.engine.lora import LORA_ALPHA_PER_RANK
 from assistant.errors import ModelFilesError
 from assistant.units import TARGET_RATE_HZ
 
@@ -79,12 +80,15 @@ class SpeechEncoder:
         """How many pretrained layers a personal top copies (0: this encoder offers none)."""
         return int(getattr(self._base, "top_layers", 0))
 
-    def personal_top(self) -> torch.nn.Module:
-        """A trainable float32 copy of the encoder's top (whisper.EncoderTop), on the encoder's device."""
+    def personal_top(self, rank: int = 0) -> torch.nn.Module:
+        """A trainable float32 personal top (whisper.EncoderTop), on the encoder's device: a copy of the
+        encoder's top, or with ``rank`` > 0 the frozen Whisper layers shared with a low-rank update each
+        (``WhisperBackbone.top_lora``)."""
         if not self.top_layers:
             raise ValueError(f"the speech encoder {self.identity} has no top a bridge can own (only a "
                              "Whisper encoder with our CTC module has)")
-        return self._base.top_copy().to(self.device)
+        top = self._base.top_lora(rank, LORA_ALPHA_PER_RANK * rank) if rank > 0 else self._base.top_copy()
+        return top.to(self.device)
 
     def frozen_top(self) -> torch.nn.Module:
         """The encoder's own top (no copy; frozen): what a fresh personal top equals."""

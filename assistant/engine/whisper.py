@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from assistant.engine.lora import with_lora
 from assistant.errors import ModelFilesError
 from assistant.units import TARGET_RATE_HZ
 
@@ -179,6 +180,16 @@ class WhisperBackbone(nn.Module):
     def top_copy(self) -> EncoderTop:
         """A float32 copy of the frozen top, trainable (a personal top starts as it)."""
         return copy.deepcopy(self.top_view()).float().requires_grad_(True)
+
+    def top_lora(self, rank: int, alpha: float) -> EncoderTop:
+        """A personal top whose Whisper layers are the frozen ones (shared, not copied) with a trainable
+        rank-``rank`` update on each Linear (lora.py); its layer norms and our CTC module's layers are
+        float32 copies that train. Computes exactly the frozen top's features until trained."""
+        view = self.top_view()
+        ctc = SimpleNamespace(proj=view.proj, layers=view.ctc_layers, norm=view.ctc_norm)
+        top = EncoderTop([with_lora(layer, rank, alpha) for layer in view.layers], copy.deepcopy(view.norm),
+                         copy.deepcopy(ctc))
+        return top.float().requires_grad_(True)
 
 
 class WhisperCtc(nn.Module):

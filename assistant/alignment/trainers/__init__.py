@@ -40,6 +40,10 @@ TOP_STEP_DEFAULTS = (200, 2e-4)
 # batch of long utterances through two Whisper layers would add about half a GB to the job
 TOP_MICRO_BATCH = 4
 GENERIC_STEP_DEFAULTS = (200, 1e-3)
+# the top's learning-rate factor: a full copy's pretrained weights move slowly; a LoRA update starts at zero
+# and needs the larger steps LoRA usually takes
+TOP_LR_SCALE = 0.5
+TOP_LORA_LR_SCALE = 5.0
 
 
 def resolve_method(method: str, *, bridge_kind: str, encoder_has_ctc: bool, personal_head: bool) -> str:
@@ -73,7 +77,8 @@ def settings_for(cfg: Any, method: str, *, seed: int, replay: Sequence[Any] = ()
                          adapter_dropout=cfg.adapter_dropout, parent_lr_scale=cfg.parent_lr_scale,
                          micro_batch_size=cfg.micro_batch_size or (TOP_MICRO_BATCH if personal_top else 0),
                          voice_routing=cfg.voice_routing == "on",
-                         personal_top=personal_top)
+                         personal_top=personal_top, top_rank=cfg.top_rank if personal_top else 0,
+                         top_lr_scale=TOP_LORA_LR_SCALE if personal_top and cfg.top_rank else TOP_LR_SCALE)
 
 
 def recipe_options(method: str, cfg: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import torch
 
 from assistant.alignment.trainers.base import (LabelledExample, MemoryMeter, Progress, StepLoop, TrainSettings,
                                                anchor_of, candidate_of, finished_bridge, growth_of, lr_factor,
-                                               module_device, routed_by_voice)
+                                               module_device, release_memory, routed_by_voice)
 from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, fingerprint, mean_objective
 from assistant.alignment.trainers.state import (load_module, load_optimizer, module_tensors, optimizer_state,
                                                 read_state, write_state)
@@ -108,8 +108,7 @@ class GradientRecipe:
         for name in ("inputs", "objective", "opt", "anchor", "params", "plan"):
             self.__dict__.pop(name, None)
         self._ready = False
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
 
     @staticmethod
     def _param_groups(module: torch.nn.Module, parent: LoadedBridge, settings: TrainSettings) -> list[dict]:

@@ -32,7 +32,7 @@ import torch
 from assistant.alignment.trainers.backprop import TranscriptObjective
 from assistant.alignment.trainers.base import (LabelledExample, MemoryMeter, Progress, StepLoop, TrainSettings,
                                                candidate_of, derived_seed, finished_bridge, growth_of, lr_factor,
-                                               module_device)
+                                               module_device, release_memory)
 from assistant.alignment.trainers.batches import BatchPlan, BridgeInputs, fingerprint, mean_objective
 from assistant.alignment.trainers.state import load_module, module_tensors, read_state, write_state
 from assistant.alignment.trainers.tt import TTAdapter, fold_into
@@ -114,8 +114,7 @@ class ZeroOrderRecipe:
     def cleanup(self) -> None:
         for name in ("inputs", "objective", "anchor", "params", "adapter", "plan"):
             self.__dict__.pop(name, None)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
 
     # --- extras ---------------------------------------------------------------------------------------
     def _zo_json(self) -> dict[str, Any]:
