@@ -1,7 +1,8 @@
 """Alignment speed and memory: ours against the naive end-to-end way, on the same data, in one run.
 
     python -m bench.align_speed [--bundle DIR] [--preset-shaped] [--user SPEC] [--n 50] [--epochs 3]
-                                [--micro-batch-size N] [--gradient-checkpointing] [--method M] [--json FILE]
+                                [--micro-batch-size N] [--gradient-checkpointing] [--method M] [--top-rank R]
+                                [--json FILE]
 
 naive: every step re-encodes the audio (encoder forward), conv bridge, LLM in the loop, batch 1,
        for --epochs epochs over the user's N utterances. A bundle without a conv bridge (the shipped
@@ -16,8 +17,9 @@ naive run's final WER) when the naive run improved on the base bridge, else at t
 epochs (and always so for random preset-shaped weights, where only speed and memory mean
 something). Each run is its own subprocess, so peak RSS is its own. The JSON holds, per model set,
 naive_s, ours_s, ratio, basis, base/naive/ours WER (on the user's held-out test sentences), ours'
-WER curve and final WER, serving_rss_mb (the engine loaded) and job_extra_rss_mb (peak RSS during
-training minus serving).
+WER curve and final WER, serving_rss_mb (the engine loaded), job_extra_rss_mb (peak RSS during
+training minus serving) and after_job_rss_mb (RSS once the job cleaned up, minus serving: what the
+daemon keeps).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, s
         out.update(_ours(engine, waves, texts, epochs, seed, held_out_wer, target_wer, memory or {}))
         bridge = engine.bridge
     out["job_extra_rss_mb"] = max(0.0, _peak_mb() - peak_before)
+    if "after_job_rss" in out:
+        out["after_job_rss_mb"] = out.pop("after_job_rss") - serving
     out["bridge"] = bridge.kind
     return out
 
@@ -170,14 +174,16 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
         recipe.train(should_pause=lambda: state["step"] >= stop, on_progress=progress)
         curve.append({"step": state["step"], "seconds": round(setup_s + state["seconds"], 3),
                       "wer": held_out_wer(recipe.result())})
-    recipe.cleanup()
+    recipe.cleanup()  # gives the freed heap back (trainers.base.release_memory), as in the daemon
+    after_job = _rss_mb()
     at_epochs = next(p for p in curve if p["step"] >= same_epochs)
     reached = next((p for p in curve if target_wer is not None and p["wer"] is not None and p["wer"] <= target_wer),
                    None)
-    return {"curve": curve, "same_epochs": at_epochs, "to_target": reached, "final": curve[-1],
+    return {"curve": curve, "same_epochs": at_epochs, "after_job_rss": after_job, "to_target": reached, "final": curve[-1],
             "settings": {"method": method, "max_steps": settings.max_steps, "batch": c.batch_size,
                          "micro_batch": settings.micro_batch_size, "gradient_checkpointing": c.gradient_checkpointing,
-                         "personal_head": c.personal_head, "personal_top": top, "replay": len(replay)}}
+                         "personal_head": c.personal_head, "personal_top": top, "top_rank": settings.top_rank,
+                         "replay": len(replay)}}
 
 
 def run_one(mode: str, bundle: Path, args, target_wer: float | None = None) -> dict:
@@ -190,7 +196,7 @@ def run_one(mode: str, bundle: Path, args, target_wer: float | None = None) -> d
     if args.gradient_checkpointing:
         cmd += ["--gradient-checkpointing"]
     if mode == "ours":
-        cmd += ["--method", args.method]
+        cmd += ["--method", args.method, "--top-rank", str(args.top_rank)]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} on {bundle} failed:\n{out.stderr[-3000:]}")
@@ -212,7 +218,8 @@ def compare(naive: dict, ours: dict) -> dict:
             "ours_steps": point["step"], "ours_final": ours["final"], "ours_same_epochs": ours["same_epochs"],
             "ours_curve": ours["curve"], "ours_settings": ours["settings"],
             "serving_rss_mb": round(ours["serving_rss_mb"], 1), "job_extra_rss_mb": round(ours["job_extra_rss_mb"], 1),
-            "naive_extra_rss_mb": round(naive["job_extra_rss_mb"], 1), "ours_bridge": ours["bridge"]}
+            "naive_extra_rss_mb": round(naive["job_extra_rss_mb"], 1), "ours_bridge": ours["bridge"],
+            "after_job_rss_mb": round(ours["after_job_rss_mb"], 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--micro-batch-size", type=int, default=0, help="ours: [alignment] micro_batch_size")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="ours: [alignment] gradient_checkpointing")
     ap.add_argument("--method", default="default", help="ours: [alignment] method (default, ctc, backprop, ...)")
+    ap.add_argument("--top-rank", type=int, default=0, help="ours: [alignment] top_rank (0: a full copy of the top)")
     ap.add_argument("--target-wer", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
         memory = {"micro_batch_size": args.micro_batch_size, "gradient_checkpointing": args.gradient_checkpointing,
-                  "method": args.method}
+                  "method": args.method, "top_rank": args.top_rank}
         print(json.dumps(inner(args.inner, args.bundle[0], args.user, args.n, args.epochs, args.test_n, args.seed,
                                args.target_wer, memory)))
         return 0
@@ -255,12 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {**compare(naive, ours), "n": args.n, "epochs": args.epochs, "user": args.user}
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     print(f"{'model set':<16}{'naive s':>9}{'ours s':>9}{'ratio':>8}  {'basis':<18}{'base WER':>9}{'naive WER':>10}"
-          f"{'ours WER':>9}{'ours final':>11}{'serving MB':>11}{'job +MB':>9}{'naive +MB':>10}")
+          f"{'ours WER':>9}{'ours final':>11}{'serving MB':>11}{'job +MB':>9}{'naive +MB':>10}{'kept +MB':>9}")
     for name, r in results.items():
         print(f"{name:<16}{r['naive_s']:>9.1f}{r['ours_s']:>9.1f}{r['ratio']:>8.1f}  {r['basis']:<18}"
               f"{fmt(r['base_wer']):>9}{fmt(r['naive_wer']):>10}{fmt(r['ours_wer']):>9}"
               f"{fmt(r['ours_final']['wer']):>11}{r['serving_rss_mb']:>11.0f}{r['job_extra_rss_mb']:>9.0f}"
-              f"{r['naive_extra_rss_mb']:>10.0f}")
+              f"{r['naive_extra_rss_mb']:>10.0f}{r['after_job_rss_mb']:>9.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
