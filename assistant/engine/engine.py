@@ -180,7 +180,11 @@ class Engine:
                            speculative: bool | None = None, hint: DraftHint | None = None
                            ) -> tuple[str, DecodeResult, float, float]:
         """Transcript from one encoder output: (text, decode result, bridge_s, transcript_s)."""
-        bridge = bridge or self.bridge
+        return self._transcribe(enc, duration_s, bridge or self.bridge, speculative, hint)[:4]
+
+    def _transcribe(self, enc: EncoderOutput, duration_s: float, bridge: LoadedBridge, speculative: bool | None,
+                    hint: DraftHint | None) -> tuple[str, DecodeResult, float, float, torch.Tensor | None]:
+        """``transcribe_encoded``, plus the bridge's CTC logits it computed (None when it needed none)."""
         t0 = time.perf_counter()
         text_input = bridge.config.text_input
         use_draft = self.speculative if speculative is None else (speculative and self.encoder.has_ctc)
@@ -200,7 +204,7 @@ class Engine:
                 log_probs = torch.log_softmax(ctc_logits.float(), -1)
                 text = corrector(text, log_probs) if corrector is not None else text
                 text = spotter(text, log_probs) if spotter is not None else text
-            return text, DecodeResult([], 0, "ctc"), t1 - t0, time.perf_counter() - t1
+            return text, DecodeResult([], 0, "ctc"), t1 - t0, time.perf_counter() - t1, ctc_logits
         if text_input:  # the LLM reads its own tokens of the CTC reading (bridge.py)
             speech = self.llm.embed_ids(self.llm.text_ids(self.encoder.ctc_text(ctc_logits)))[0]
         else:
@@ -231,7 +235,7 @@ class Engine:
         text = self.llm.decode_text(result.token_ids)
         if spotter is not None and ctc_logits is not None:  # the user's names back in (spotting.py)
             text = spotter(text, torch.log_softmax(ctc_logits.float(), -1))
-        return text, result, t1 - t0, time.perf_counter() - t1
+        return text, result, t1 - t0, time.perf_counter() - t1, ctc_logits
 
     def _beam_text(self, ctc_logits: torch.Tensor) -> str:
         """The CTC reading by beam search with the bundle's word LM (beam.py)."""
@@ -348,8 +352,10 @@ class Engine:
             return None
         bridge = bridge or self.bridge
         duration_s = enc.n_frames / enc.frame_rate_hz
-        text, _, _, _ = self.transcribe_encoded(enc, duration_s, bridge=bridge)
-        ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits, enc.lower)
+        # the logits the transcript was read from: a personal top would otherwise run twice per chunk
+        text, _, _, _, ctc = self._transcribe(enc, duration_s, bridge, None, None)
+        if ctc is None:
+            ctc = bridge_ctc_logits(bridge.module, enc.features, enc.ctc_logits, enc.lower)
         return DraftHint(text, self.encoder.ctc_text(ctc) if ctc is not None else "")
 
     def run(self, wave: np.ndarray, *, respond: bool = True, stream=None, hint: DraftHint | None = None) -> Turn:
