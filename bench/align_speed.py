@@ -137,6 +137,7 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     from dataclasses import dataclass
 
     from assistant.alignment.trainers import make_recipe, recipe_options, resolve_method, settings_for
+    from assistant.alignment.trainers.base import release_memory
     from assistant.config import AlignmentConfig
     from assistant.alignment.personalize import bundle_set, wants_top
     from assistant.alignment.spoken import spoken_set
@@ -174,16 +175,21 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
         recipe.train(should_pause=lambda: state["step"] >= stop, on_progress=progress)
         curve.append({"step": state["step"], "seconds": round(setup_s + state["seconds"], 3),
                       "wer": held_out_wer(recipe.result())})
-    recipe.cleanup()  # gives the freed heap back (trainers.base.release_memory), as in the daemon
+    recipe.cleanup()
+    # what the daemon keeps once a job has ended: its data, replay set and recipe dropped, the freed heap
+    # given back (trainers.base.release_memory, as the scheduler does)
+    settings_json = {"method": method, "max_steps": settings.max_steps, "batch": c.batch_size,
+                     "micro_batch": settings.micro_batch_size, "gradient_checkpointing": c.gradient_checkpointing,
+                     "personal_head": c.personal_head, "personal_top": top, "top_rank": settings.top_rank,
+                     "replay": len(replay)}
+    del recipe, train, replay, generic, encoded, settings
+    release_memory()
     after_job = _rss_mb()
     at_epochs = next(p for p in curve if p["step"] >= same_epochs)
     reached = next((p for p in curve if target_wer is not None and p["wer"] is not None and p["wer"] <= target_wer),
                    None)
     return {"curve": curve, "same_epochs": at_epochs, "after_job_rss": after_job, "to_target": reached, "final": curve[-1],
-            "settings": {"method": method, "max_steps": settings.max_steps, "batch": c.batch_size,
-                         "micro_batch": settings.micro_batch_size, "gradient_checkpointing": c.gradient_checkpointing,
-                         "personal_head": c.personal_head, "personal_top": top, "top_rank": settings.top_rank,
-                         "replay": len(replay)}}
+            "settings": settings_json}
 
 
 def run_one(mode: str, bundle: Path, args, target_wer: float | None = None) -> dict:
