@@ -17,9 +17,10 @@ naive run's final WER) when the naive run improved on the base bridge, else at t
 epochs (and always so for random preset-shaped weights, where only speed and memory mean
 something). Each run is its own subprocess, so peak RSS is its own. The JSON holds, per model set,
 naive_s, ours_s, ratio, basis, base/naive/ours WER (on the user's held-out test sentences), ours'
-WER curve and final WER, serving_rss_mb (the engine loaded), job_extra_rss_mb (peak RSS during
-training minus serving) and after_job_rss_mb (RSS once the job cleaned up, minus serving: what the
-daemon keeps).
+WER curve and final WER, serving_rss_mb (the engine loaded), job_extra_rss_mb (the job's peak RSS over
+its start: spoken replay set, setup and training, the held-out WER measurements left out; Linux resets
+the peak around them, see PeakMeter) and after_job_rss_mb (RSS once the job cleaned up, minus serving:
+what the daemon keeps).
 """
 
 from __future__ import annotations
@@ -45,7 +46,56 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The process's peak RSS since the last ``PeakMeter.fresh`` (Linux: VmHWM), else since it started."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakMeter:
+    """The job's peak RSS over its start, counting only what the job runs: before each held-out WER
+    measurement (which decodes with the LLM) the peak so far is read (``pause``), and after it the heap is
+    given back, the peak reset (Linux /proc/self/clear_refs; elsewhere the peak since the process started)
+    and what the measurement left in RSS set aside from later peaks (``resume``)."""
+
+    def __init__(self) -> None:
+        self.start = self.fresh()
+        self.peak = self.start
+        self.stages: dict[str, float] = {}  # the peak over the start seen at each stage's end
+        self.residue = 0.0  # RSS the held-out measurements left behind
+        self.paused_at = 0.0
+
+    @staticmethod
+    def fresh() -> float:
+        from assistant.alignment.trainers.base import release_memory
+
+        release_memory()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        return _rss_mb()
+
+    def read(self, stage: str = "") -> None:
+        now = _peak_mb() - self.residue
+        self.peak = max(self.peak, now)
+        if stage:
+            self.stages[stage] = round(max(self.stages.get(stage, 0.0), now - self.start), 1)
+
+    def pause(self, stage: str) -> None:
+        self.read(stage)
+        self.paused_at = _rss_mb()
+
+    def resume(self) -> None:
+        self.residue += max(0.0, self.fresh() - self.paused_at)
+
+    @property
+    def extra_mb(self) -> float:
+        self.read()
+        return max(0.0, self.peak - self.start)
 
 
 def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, seed: int,
@@ -73,16 +123,20 @@ def inner(mode: str, bundle: str, user: str, n: int, epochs: int, test_n: int, s
         hyps = [engine.transcribe_encoded(e, len(w) / 16000, bridge=bridge)[0] for e, w in zip(test_enc, test_waves)]
         return wer(refs, hyps).rate
 
-    peak_before = max(_peak_mb(), serving)
     out: dict = {"serving_rss_mb": serving}
     if mode == "naive":
         out["base_wer"] = held_out_wer(engine.bridge)
+        meter = PeakMeter()
         bridge, out["seconds"] = _naive(engine, waves, texts, epochs, seed)
+        meter.read()
         out["wer"] = held_out_wer(bridge)
     else:
-        out.update(_ours(engine, waves, texts, epochs, seed, held_out_wer, target_wer, memory or {}))
+        encoded = engine.encoder.encode_many(waves)  # what the daemon cached at inference time: not the job's
+        meter = PeakMeter()
+        out.update(_ours(engine, encoded, texts, epochs, seed, held_out_wer, target_wer, memory or {}, meter))
         bridge = engine.bridge
-    out["job_extra_rss_mb"] = max(0.0, _peak_mb() - peak_before)
+    out["job_extra_rss_mb"] = meter.extra_mb
+    out["job_stages_mb"] = meter.stages
     if "after_job_rss" in out:
         out["after_job_rss_mb"] = out.pop("after_job_rss") - serving
     out["bridge"] = bridge.kind
@@ -128,8 +182,8 @@ def _naive(engine, waves, texts, epochs: int, seed: int):
     return cand, time.perf_counter() - t0
 
 
-def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer: float | None,
-          memory: dict) -> dict:
+def _ours(engine, encoded, texts, epochs: int, seed: int, held_out_wer, target_wer: float | None,
+          memory: dict, meter: PeakMeter) -> dict:
     """The daemon's job: its [alignment] defaults (method, steps, batch, personal head, replay, anchor).
 
     Trained in one go, paused at checkpoints (steps 2, 4, 8, ... and the same number of epochs as the
@@ -143,7 +197,6 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     from assistant.alignment.spoken import spoken_set
 
     c = AlignmentConfig(**memory)  # micro_batch_size / gradient_checkpointing from the command line
-    encoded = engine.encoder.encode_many(waves)  # what the daemon cached at inference time: not timed
 
     @dataclass(frozen=True)
     class Ex:
@@ -155,6 +208,9 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
                             personal_head=c.personal_head)
     top = wants_top(engine, c, method)  # a personal top replays the bundle's set spoken again (spoken.py)
     generic = (spoken_set(engine, "replay") if top else bundle_set(engine, "replay")) if c.replay_share > 0 else []
+    if top:
+        meter.read("spoken set")
+        release_memory()  # as personalize() does once the sets are spoken and encoded
     replay = [Ex(r.encoded, r.text) for r in generic]
     settings = settings_for(c, method, seed=seed, replay=replay, personal_top=top)
     same_epochs = max(1, -(-epochs * len(train) // c.batch_size))
@@ -173,8 +229,10 @@ def _ours(engine, waves, texts, epochs: int, seed: int, held_out_wer, target_wer
     curve = []
     for stop in checkpoints:
         recipe.train(should_pause=lambda: state["step"] >= stop, on_progress=progress)
+        meter.pause("training")
         curve.append({"step": state["step"], "seconds": round(setup_s + state["seconds"], 3),
                       "wer": held_out_wer(recipe.result())})
+        meter.resume()
     recipe.cleanup()
     # what the daemon keeps once a job has ended: its data, replay set and recipe dropped, the freed heap
     # given back (trainers.base.release_memory, as the scheduler does)
@@ -225,7 +283,7 @@ def compare(naive: dict, ours: dict) -> dict:
             "ours_curve": ours["curve"], "ours_settings": ours["settings"],
             "serving_rss_mb": round(ours["serving_rss_mb"], 1), "job_extra_rss_mb": round(ours["job_extra_rss_mb"], 1),
             "naive_extra_rss_mb": round(naive["job_extra_rss_mb"], 1), "ours_bridge": ours["bridge"],
-            "after_job_rss_mb": round(ours["after_job_rss_mb"], 1)}
+            "after_job_rss_mb": round(ours["after_job_rss_mb"], 1), "ours_stages_mb": ours["job_stages_mb"]}
 
 
 def main(argv: list[str] | None = None) -> int:

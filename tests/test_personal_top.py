@@ -180,3 +180,29 @@ def test_a_job_with_a_top_rank_trains_the_update_and_its_version_loads_back(engi
         assert torch.allclose(loaded.module.top(e.lower), cand.module.top(e.lower), atol=1e-5)
     assert engine.transcribe_encoded(e, len(wave) / 16000, bridge=loaded)[0] == \
         engine.transcribe_encoded(e, len(wave) / 16000, bridge=cand)[0]
+
+
+def test_spoken_sets_hold_compact_tensors_that_training_shares_and_encoder_outputs_are_copied(engine, speech):
+    import copy
+
+    from assistant.alignment.spoken import spoken_set
+    from assistant.alignment.trainers.batches import BridgeInputs
+
+    item = spoken_set(engine, "replay", limit=3)[1]
+    e = item.encoded
+    for t in (e.features, e.lower):  # not a view keeping the whole padded encoder batch alive
+        assert not t.is_inference() and t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    assert e.lower.dtype == torch.float16
+    module = copy.deepcopy(_with_top(engine).module).train().requires_grad_(True)
+    cpu = torch.device("cpu")
+    shared = BridgeInputs(module, [item], cpu, ctc_ids=engine.encoder.ctc_ids)
+    assert shared.lowers[0].data_ptr() == e.lower.data_ptr() and shared.items[0].data_ptr() == e.features.data_ptr()
+    _, text, fresh = speech[0]
+    assert fresh.lower.is_inference()  # the encoder's own output: autograd could not save it
+    copied = BridgeInputs(module, [type("Ex", (), {"encoded": fresh, "text": text})()], cpu,
+                          ctc_ids=engine.encoder.ctc_ids)
+    assert not copied.lowers[0].is_inference() and copied.lowers[0].data_ptr() != fresh.lower.data_ptr()
+    for inputs in (shared, copied):
+        module.zero_grad()
+        inputs.ctc_loss(module, [0]).backward()
+        assert module.top.layers[0].fc1.weight.grad is not None

@@ -53,9 +53,12 @@ def spoken_set(engine: "Engine", name: str, *, models: AbstractContextManager | 
                 missing.setdefault(row["voice"].split(":", 1)[0], str(exc))
         with lock:
             outs = engine.encoder.encode(waves) if waves else []
-        for e, r, w in zip(outs, kept, waves):  # float16 on the CPU: 300 sentences' lower states are 50 MB
-            e = EncoderOutput(e.features.cpu(), None if e.ctc_logits is None else e.ctc_logits.cpu(),
-                              e.frame_rate_hz, None if e.lower is None else e.lower.to("cpu", torch.float16))
+        for e, r, w in zip(outs, kept, waves):
+            # copies, not views of the padded batch (which they would keep whole), and ordinary tensors that
+            # training takes as they are; lower states in float16: 300 sentences' are 50 MB
+            e = EncoderOutput(e.features.to("cpu", copy=True),
+                              None if e.ctc_logits is None else e.ctc_logits.to("cpu", copy=True),
+                              e.frame_rate_hz, None if e.lower is None else e.lower.to("cpu", torch.float16, copy=True))
             items.append(RegressionItem(encoded=e, text=r["text"], id=r["id"], duration_s=len(w) / TARGET_RATE_HZ))
     if missing:
         log.warning("%s set: %d of %d sentences left out (%s)", name, len(rows) - len(items), len(rows),

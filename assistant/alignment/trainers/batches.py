@@ -44,14 +44,14 @@ class BridgeInputs:
         self.lowers: list[torch.Tensor | None] = []
         for e in examples:
             enc = e.encoded
-            feats = enc.features.detach().to(device, torch.float32).clone()  # inference tensors cannot train
+            feats = _owned(enc.features, device, torch.float32)
             self.frames.append(int(feats.shape[0]))
             if self.top:
                 if enc.lower is None:
                     raise ValueError("the personal top trains on the encoder's lower states; an example has none "
                                      "(encode it again with the bundle's Whisper encoder)")
                 # kept in float16 (what the cache holds): 250 examples' lower states are 90 MB in float32
-                self.lowers.append(enc.lower.detach().to(device, torch.float16).clone())
+                self.lowers.append(_owned(enc.lower, device, torch.float16))
             else:
                 self.lowers.append(None)
             if self.is_ctc and not (self.dynamic and module.owns_head) and enc.ctc_logits is None:
@@ -106,6 +106,12 @@ class BridgeInputs:
             torch.tensor([self.frames[i] for i in idx]), torch.tensor([len(t) for t in targets]),
             blank=module.blank_id, zero_infinity=True)
 
+
+def _owned(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` on ``device`` in ``dtype``, shared with the caller when it already is (nothing here writes to an
+    input); an inference tensor (the encoder's own output) is copied, since autograd cannot save it."""
+    t = t.detach().to(device, dtype)
+    return t.clone() if t.is_inference() else t
 
 def fingerprint(examples: Sequence[LabelledExample]) -> str:
     """Identifies a training set (texts + frame counts) so a checkpoint is resumed on the same data."""
