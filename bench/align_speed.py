@@ -210,7 +210,6 @@ def _ours(engine, encoded, texts, epochs: int, seed: int, held_out_wer, target_w
     generic = (spoken_set(engine, "replay") if top else bundle_set(engine, "replay")) if c.replay_share > 0 else []
     if top:
         meter.read("spoken set")
-        release_memory()  # as personalize() does once the sets are spoken and encoded
     replay = [Ex(r.encoded, r.text) for r in generic]
     settings = settings_for(c, method, seed=seed, replay=replay, personal_top=top)
     same_epochs = max(1, -(-epochs * len(train) // c.batch_size))

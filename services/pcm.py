@@ -108,5 +108,14 @@ class FrameQueue:
             if self._interrupted:
                 return None
             self._ready.clear()
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            # not asyncio.wait_for: before Python 3.12 it returns the result instead of raising when its
+            # task is cancelled as the awaited event is set, which a microphone does every 30 ms, and the
+            # daemon's shutdown then waited forever on a source task that had swallowed its cancellation
+            waiter = asyncio.ensure_future(self._ready.wait())
+            try:
+                done, _ = await asyncio.wait({waiter}, timeout=timeout)
+            finally:
+                waiter.cancel()
+            if not done:
+                raise asyncio.TimeoutError
         return self._items.popleft()

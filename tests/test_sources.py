@@ -91,6 +91,22 @@ def test_queue_drops_oldest_and_logs_once_per_burst(caplog):
     assert sum("too slow" in m for m in msgs) == 1 and "t: dropped 6 audio blocks" in msgs
 
 
+
+def test_a_consumer_cancelled_as_a_block_arrives_is_cancelled():
+    """The race that hung the daemon's shutdown: the consumer's task is cancelled in the same loop turn
+    as a block wakes it (a live microphone makes this likely); the cancellation must not be swallowed."""
+    async def main():
+        q = FrameQueue(4, "t")
+        consumer = asyncio.create_task(q.get(timeout=5))
+        await asyncio.sleep(0)  # the consumer now waits for a block
+        q.put(b"x")  # wakes it ...
+        consumer.cancel()  # ... as it is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+        assert await q.get(timeout=1) == b"x"  # the block stays queued
+
+    run(main())
+
 # -- microphone on a fake sounddevice -------------------------------------------------------------
 
 

@@ -156,7 +156,6 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
     bundle's sets. A pause (``should_pause`` true) saves a checkpoint to ``checkpoint_to``. ``gated=False``
     (benchmarks that score on their own test set) stops before the gate."""
     from assistant.alignment.trainers import make_recipe, recipe_options, resolve_method, settings_for
-    from assistant.alignment.trainers.base import release_memory
 
     models = models if models is not None else nullcontext()
     report = on_progress or (lambda p: None)
@@ -172,7 +171,6 @@ def personalize(engine: "Engine", data: LabelledSet, config: "AlignmentConfig", 
 
         generic = list(generic) if generic is not None else spoken_set(engine, "regression", models=models)
         replay = list(replay) if replay is not None else spoken_set(engine, "replay", models=models)
-        release_memory()  # the encoder's batches left ~100 MB of free heap that training would build on
     replay = list(replay) if replay is not None else bundle_set(engine, "replay")
     generic = list(generic) if generic is not None else bundle_set(engine, "regression")
     settings = settings_for(config, method, seed=seed, replay=replay if config.replay_share > 0 else [],

@@ -28,11 +28,14 @@ log = logging.getLogger(__name__)
 
 
 def spoken_set(engine: "Engine", name: str, *, models: AbstractContextManager | None = None,
-               batch: int = 16, limit: int | None = None) -> list[RegressionItem]:
+               batch: int = 4, limit: int | None = None) -> list[RegressionItem]:
     """The bundle's set ``name`` (``regression`` or ``replay``) spoken by its voices and encoded by the
     engine's encoder (with the lower states); sentences whose voice is not installed are left out (a
     warning says how many). ``models`` (the daemon's model lock) is held per encoder batch; ``limit``:
-    the set's first sentences only."""
+    the set's first sentences only. Small batches, each one's freed heap given back: the encoder's
+    transient for a batch of 16 reached +180-280 MB and its heap grew to +390 MB over the set's 10
+    batches; in batches of 4 given back, +120 MB, in the same time (bench/RESULTS.md)."""
+    from assistant.alignment.trainers.base import release_memory
     from assistant.synth import SynthError
     from assistant.synth.voices import synthesize
 
@@ -60,6 +63,8 @@ def spoken_set(engine: "Engine", name: str, *, models: AbstractContextManager | 
                               None if e.ctc_logits is None else e.ctc_logits.to("cpu", copy=True),
                               e.frame_rate_hz, None if e.lower is None else e.lower.to("cpu", torch.float16, copy=True))
             items.append(RegressionItem(encoded=e, text=r["text"], id=r["id"], duration_s=len(w) / TARGET_RATE_HZ))
+        del outs
+        release_memory()
     if missing:
         log.warning("%s set: %d of %d sentences left out (%s)", name, len(rows) - len(items), len(rows),
                     "; ".join(missing.values()))

@@ -37,7 +37,7 @@ STEP_DEFAULTS: dict[str, tuple[int, float]] = {"ctc": (600, 3e-3)}
 # "A personal top")
 TOP_STEP_DEFAULTS = (200, 2e-4)
 # ... and runs each batch one utterance at a time (when alignment.micro_batch_size is 0): as fast on a CPU as
-# parts of 4, and the job's peak is ~280 MB lower (bench/RESULTS.md, "Alignment speed and memory")
+# parts of 4, and the job's peak is ~230 MB lower (bench/RESULTS.md, "Alignment speed and memory")
 TOP_MICRO_BATCH = 1
 GENERIC_STEP_DEFAULTS = (200, 1e-3)
 # the top's learning-rate factor: a full copy's pretrained weights move slowly; a LoRA update starts at zero
