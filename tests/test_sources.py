@@ -91,7 +91,6 @@ def test_queue_drops_oldest_and_logs_once_per_burst(caplog):
     assert sum("too slow" in m for m in msgs) == 1 and "t: dropped 6 audio blocks" in msgs
 
 
-
 def test_a_consumer_cancelled_as_a_block_arrives_is_cancelled():
     """The race that hung the daemon's shutdown: the consumer's task is cancelled in the same loop turn
     as a block wakes it (a live microphone makes this likely); the cancellation must not be swallowed."""
@@ -106,6 +105,7 @@ def test_a_consumer_cancelled_as_a_block_arrives_is_cancelled():
         assert await q.get(timeout=1) == b"x"  # the block stays queued
 
     run(main())
+
 
 # -- microphone on a fake sounddevice -------------------------------------------------------------
 

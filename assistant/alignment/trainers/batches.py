@@ -113,6 +113,7 @@ def _owned(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.T
     t = t.detach().to(device, dtype)
     return t.clone() if t.is_inference() else t
 
+
 def fingerprint(examples: Sequence[LabelledExample]) -> str:
     """Identifies a training set (texts + frame counts) so a checkpoint is resumed on the same data."""
     h = hashlib.sha256()
